@@ -1,0 +1,1 @@
+"""qabot's user-facing layers: the command line and the Discord bot."""

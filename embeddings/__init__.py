@@ -1,0 +1,1 @@
+"""qabot core: ingest articles, index passages, retrieve and answer. Never imports discord."""

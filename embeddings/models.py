@@ -1,0 +1,111 @@
+"""Result types shared by every layer: frozen, typed, JSON-ready."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a passage came from, enough to print "Title, Outlet, date, paragraph N" and a link."""
+
+    doc_key: str
+    title: str
+    source: str
+    outlet: str | None = None
+    published: str | None = None
+    paragraph: int = 1  # 1-based paragraph number of the passage's first paragraph
+
+    @property
+    def url(self) -> str | None:
+        return self.source if self.source.startswith(("http://", "https://")) else None
+
+    def short(self) -> str:
+        parts = [self.title or self.source]
+        if self.outlet:
+            parts.append(self.outlet)
+        if self.published:
+            parts.append(self.published)
+        parts.append(f"paragraph {self.paragraph}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class PassageHit:
+    """One retrieved passage. Offsets are character offsets into its document's cleaned text."""
+
+    passage_id: int
+    text: str
+    score: float
+    citation: Citation
+    start: int
+    end: int
+    dense_score: float = 0.0
+    keyword_score: float = 0.0
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    """A sentence chosen as (part of) the answer; start/end are offsets into the passage text."""
+
+    text: str
+    passage_id: int
+    start: int
+    end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class Timings:
+    encode_ms: float = 0.0
+    search_ms: float = 0.0
+    answer_ms: float = 0.0
+    total_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    question: str
+    found: bool
+    sentences: tuple[AnswerSentence, ...]
+    passages: tuple[PassageHit, ...]
+    confidence: float
+    timings: Timings = field(default_factory=Timings)
+
+    @property
+    def text(self) -> str:
+        """The answer sentence(s) as one string; empty when nothing was found."""
+        return " ".join(s.text for s in self.sentences) if self.found else ""
+
+    @property
+    def best_passage(self) -> PassageHit | None:
+        if self.found and self.sentences:
+            for p in self.passages:
+                if p.passage_id == self.sentences[0].passage_id:
+                    return p
+        return self.passages[0] if self.passages else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "found": self.found,
+            "answer": self.text,
+            "confidence": round(self.confidence, 4),
+            "sentences": [asdict(s) for s in self.sentences] if self.found else [],
+            "passages": [
+                {
+                    "passage_id": p.passage_id,
+                    "text": p.text,
+                    "score": round(p.score, 4),
+                    "title": p.citation.title,
+                    "source": p.citation.source,
+                    "outlet": p.citation.outlet,
+                    "published": p.citation.published,
+                    "paragraph": p.citation.paragraph,
+                    "doc": p.citation.doc_key,
+                }
+                for p in self.passages
+            ],
+            "timings_ms": asdict(self.timings),
+        }
