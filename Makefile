@@ -1,0 +1,38 @@
+# Two commands on a fresh machine: `make run` and `make test`. Everything installs into .venv.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch first and pinned: pip takes the CPU build from this machine's disk; unpinned it pulls CUDA.
+TORCH := torch==2.13.0
+
+.PHONY: run test setup index lint eval bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q $(TORCH) -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Build the index from seeds/ when there is none yet (ingest is a no-op for unchanged files anyway).
+index: $(STAMP)
+	@$(BIN)/qabot ls >/dev/null 2>&1 || $(BIN)/qabot ingest seeds
+
+# With DISCORD_TOKEN: the bot. With Q: one answer. In a terminal: a chat. Otherwise: a sample answer.
+run: index
+	@if [ -n "$$DISCORD_TOKEN" ]; then exec $(BIN)/qabot run; \
+	elif [ -n "$(Q)" ]; then $(BIN)/qabot ask "$(Q)"; \
+	elif [ -t 0 ] && [ -t 1 ]; then $(BIN)/qabot chat; \
+	else $(BIN)/qabot demo; fi
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check bot embeddings tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

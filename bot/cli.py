@@ -1,0 +1,238 @@
+"""The `qabot` command. Core commands never import discord; `qabot run` and `qabot sync` do, lazily."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from embeddings.errors import QabotError, exit_code, user_message
+
+SAMPLE_QUESTION = "why did Egypt cut ties with Iran?"
+
+
+def _service(args: argparse.Namespace, *, create: bool = True):
+    from embeddings.config import Settings
+    from embeddings.service import QAService
+
+    settings = Settings.from_env()
+    if getattr(args, "home", None):
+        settings = Settings(home=Path(args.home), embed_model=settings.embed_model, top_k=settings.top_k)
+    return QAService(settings, create=create)
+
+
+# ---- rendering for terminals
+def _style(out: TextIO) -> tuple[str, str, str]:
+    if out.isatty() and not os.environ.get("NO_COLOR"):
+        return "\033[1m", "\033[2m", "\033[0m"
+    return "", "", ""
+
+
+def render_answer(answer, out: TextIO) -> None:
+    from embeddings.answer import NOT_FOUND
+
+    bold, dim, reset = _style(out)
+    if not answer.found:
+        print(NOT_FOUND, file=out)
+        if answer.passages:
+            p = answer.passages[0]
+            print(f"{dim}Closest passage (not an answer): {p.citation.short()}{reset}", file=out)
+        return
+    print(f"{bold}{answer.text}{reset}\n", file=out)
+    p = answer.best_passage
+    if p is not None:
+        text = p.text
+        marks = sorted((s.start, s.end) for s in answer.sentences if s.passage_id == p.passage_id)
+        pieces, pos = [], 0
+        for s, e in marks:
+            pieces += [text[pos:s], f"{bold}»{text[s:e]}«{reset}"]
+            pos = e
+        pieces.append(text[pos:])
+        print("".join(pieces), file=out)
+        print(f"\n{dim}— {p.citation.short()}{reset}", file=out)
+        if p.citation.source:
+            print(f"{dim}  {p.citation.source}{reset}", file=out)
+    print(f"{dim}confidence {answer.confidence:.2f} · {answer.timings.total_ms:.0f} ms{reset}", file=out)
+
+
+# ---- commands
+def cmd_ingest(args: argparse.Namespace) -> int:
+    svc = _service(args)
+    try:
+        def committed(outcomes) -> None:
+            if args.verbose:
+                for o in outcomes:
+                    print(f"committed\t{o.doc_key}\t{o.name}", flush=True)
+
+        report = svc.ingest(args.inputs, progress=None if not args.quiet else False, on_commit=committed)
+    finally:
+        svc.close()
+    for o in report.outcomes:
+        if o.status == "unchanged":
+            print(f"unchanged (already ingested): {o.name} [{o.doc_key}]")
+        else:
+            print(f"{o.status}: {o.name} [{o.doc_key}] {o.title!r}, {o.passages} passages")
+    for f in report.failures:
+        print(f"error: {f.name}: {f.message}", file=sys.stderr)
+    rate = report.embedded / report.seconds if report.seconds else 0.0
+    print(f"{report.count('added')} added, {report.count('updated')} updated, {report.count('unchanged')} unchanged,"
+          f" {len(report.failures)} failed; {report.embedded} passages embedded, {report.reused} reused"
+          f" ({report.seconds:.1f} s, {rate:.0f} passages/s)")
+    return 0 if report.ok else 2
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    svc = _service(args)
+    try:
+        answer = svc.ask(args.question, k=args.k)
+    finally:
+        svc.close()
+    if args.json:
+        print(json.dumps(answer.to_json(), ensure_ascii=False))
+    else:
+        render_answer(answer, sys.stdout)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    svc = _service(args)
+    print("Ask about the articles (empty line or Ctrl-D to quit).")
+    try:
+        while True:
+            try:
+                question = input("? ")
+            except EOFError:
+                print()
+                break
+            if not question.strip():
+                break
+            try:
+                render_answer(svc.ask(question), sys.stdout)
+            except QabotError as exc:
+                print(user_message(exc), file=sys.stderr)
+            print()
+    finally:
+        svc.close()
+    return 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    svc = _service(args, create=False)
+    try:
+        docs = svc.documents()
+    finally:
+        svc.close()
+    if args.json:
+        print(json.dumps([{"doc": d.doc_key, "title": d.title, "source": d.source, "scope": d.scope,
+                           "outlet": d.outlet, "published": d.published, "ingested_at": d.ingested_at,
+                           "passages": d.passages} for d in docs], ensure_ascii=False))
+        return 0
+    if not docs:
+        print("No documents yet: qabot ingest PATH|URL")
+    for d in docs:
+        scope = f" ({d.scope})" if d.scope else ""
+        print(f"{d.doc_key}  {d.passages:4d} passages  {d.title[:60]}{scope}\n{'':14}{d.source}")
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    svc = _service(args, create=False)
+    try:
+        removed = svc.remove(args.doc)
+    finally:
+        svc.close()
+    for title in removed:
+        print(f"removed: {title}")
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    svc = _service(args, create=False)
+    try:
+        st = svc.stats()
+        report = svc.index.integrity()
+    finally:
+        svc.close()
+    data = {**st.__dict__, "store": "embedded (SQLite + FAISS + BM25)", "integrity": "ok" if report.ok else
+            "; ".join(report.problems)}
+    if args.json:
+        print(json.dumps(data))
+    else:
+        for k, v in data.items():
+            print(f"{k:12} {v}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """What `make run` does without a terminal and without a question: one sample answer and a hint."""
+    svc = _service(args)
+    try:
+        print(f"? {SAMPLE_QUESTION}")
+        render_answer(svc.ask(SAMPLE_QUESTION), sys.stdout)
+    finally:
+        svc.close()
+    print("\nAsk your own: make run Q=\"...\"  ·  chat: qabot chat  ·  Discord: set DISCORD_TOKEN and run make run")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qabot", description="Answers questions from articles, with citations.")
+    parser.add_argument("--home", help="index directory (default: $QABOT_HOME or the user data dir)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("ingest", help="add articles: files, folders or http(s) URLs")
+    p.add_argument("inputs", nargs="+", metavar="PATH|URL")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="print a line as each batch commits")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("ask", help="answer one question")
+    p.add_argument("question")
+    p.add_argument("--k", type=int, default=None, help="passages to return (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("chat", help="ask questions interactively")
+    p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("ls", help="list ingested documents")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    p = sub.add_parser("rm", help="remove a document (by key, path/URL or title)")
+    p.add_argument("doc")
+    p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("stats", help="index size, model and integrity")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("demo", help="answer the sample question (used by make run without a terminal)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        from dotenv import load_dotenv
+
+        load_dotenv(override=False)
+    except ImportError:  # pragma: no cover
+        pass
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "k", None) is not None and not 1 <= args.k <= 50:
+        parser.error("--k must be between 1 and 50")
+    try:
+        return int(args.func(args))
+    except (QabotError, KeyboardInterrupt) as exc:
+        print(f"qabot: {user_message(exc)}", file=sys.stderr)
+        return exit_code(exc)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

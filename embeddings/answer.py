@@ -1,0 +1,182 @@
+"""From a question to an Answer: retrieve passages, pick the sentence that answers, or say we don't know."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import RetrievalParams
+from .encoder import Encoder
+from .errors import BadQuestion
+from .index import BASE_SCOPE, Index
+from .keyword import tokenize
+from .models import Answer, AnswerSentence, Citation, PassageHit, Timings
+from .retrieval import Candidate, Retriever
+from .store import PassageRow
+
+MAX_QUESTION_CHARS = 1000
+NOT_FOUND = "I couldn't find that in the articles I have."
+
+# A sentence opening like this leans on the one before it ("He later..."): show both.
+_NEEDS_CONTEXT = re.compile(
+    r"^(?:he|she|it|they|this|that|these|those|his|her|its|their|there|however|but|also|additionally|"
+    r"moreover|meanwhile|instead|still|such)\b", re.I)
+_CAUSE = re.compile(r"\b(?:because|due to|owing to|after|since|as a result|led to|caused|reason|"
+                    r"prompted|so that|in order to|amid|following)\b", re.I)
+_TIME = re.compile(r"\b(?:1[5-9]\d\d|20\d\d|january|february|march|april|may|june|july|august|september|"
+                   r"october|november|december|monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
+                   r"yesterday|today|century|decade)\b", re.I)
+_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|hundred|thousand|million|"
+                     r"billion|dozen)\b", re.I)
+_NAME = re.compile(r"(?<!^)(?<![.!?]\s)\b[A-Z][a-z]+")
+
+
+def question_type(question: str) -> str:
+    q = question.strip().lower()
+    for word, kind in (("why", "why"), ("when", "when"), ("what year", "when"), ("how many", "number"),
+                       ("how much", "number"), ("who", "who"), ("whom", "who"), ("whose", "who"),
+                       ("where", "where")):
+        if q.startswith(word) or f" {word} " in f" {q[:40]} ":
+            return kind
+    return "other"
+
+
+def _type_match(kind: str, sentence: str) -> float:
+    if kind == "why":
+        return 1.0 if _CAUSE.search(sentence) else 0.0
+    if kind == "when":
+        return 1.0 if _TIME.search(sentence) else 0.0
+    if kind == "number":
+        return 1.0 if _NUMBER.search(sentence) else 0.0
+    if kind in ("who", "where"):
+        return 1.0 if _NAME.search(sentence) else 0.0
+    return 0.0
+
+
+def validate_question(question: str) -> str:
+    q = " ".join(question.split())
+    if not q:
+        raise BadQuestion("The question is empty: ask something about the articles.")
+    if len(q) > MAX_QUESTION_CHARS:
+        raise BadQuestion(f"That question is {len(q):,} characters long; the limit is {MAX_QUESTION_CHARS:,}.")
+    if not re.search(r"\w", q):
+        raise BadQuestion("That question has no words to search for.")
+    return q
+
+
+@dataclass(frozen=True)
+class _ScoredSentence:
+    passage_id: int
+    start: int  # offsets into the passage text
+    end: int
+    cosine: float
+    score: float
+
+
+class Answerer:
+    def __init__(self, index: Index, encoder: Encoder, params: RetrievalParams | None = None,
+                 sentence_cache: int = 4096) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.params = params or index.config.retrieval
+        self.retriever = Retriever(index, self.params)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_size = sentence_cache
+        self._cache_lock = threading.Lock()
+
+    def _sentence_vectors(self, row: PassageRow) -> np.ndarray:
+        with self._cache_lock:
+            hit = self._cache.get(row.id)
+            if hit is not None:
+                self._cache.move_to_end(row.id)
+                return hit
+        vecs = self.encoder.encode([row.text[s:e] for s, e in row.sentences])
+        with self._cache_lock:
+            self._cache[row.id] = vecs
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return vecs
+
+    def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE) -> Answer:
+        t0 = time.perf_counter()
+        q = validate_question(question)
+        self.index.refresh()
+        qvec = self.encoder.encode([q])[0]
+        t1 = time.perf_counter()
+        cands = self.retriever.search(q, qvec, max(k, self.params.answer_passages), scope=scope)
+        rows = self.index.passages([c.passage_id for c in cands])
+        cands = [c for c in cands if c.passage_id in rows]  # a concurrent rm may have removed some
+        t2 = time.perf_counter()
+        hits = tuple(_hit(rows[c.passage_id], c) for c in cands[:k])
+        best, confidence = self._best_sentence(q, qvec, cands[: self.params.answer_passages], rows)
+        found = best is not None and confidence >= self.params.answer_threshold
+        sentences: tuple[AnswerSentence, ...] = ()
+        if found and best is not None:
+            sentences = self._with_context(best, rows[best.passage_id])
+            # The passage holding the answer leads the list, so "the passage around it" is the first one.
+            lead = [h for h in hits if h.passage_id == best.passage_id]
+            if not lead:
+                c = next(c for c in cands if c.passage_id == best.passage_id)
+                lead = [_hit(rows[best.passage_id], c)]
+            hits = tuple(lead + [h for h in hits if h.passage_id != best.passage_id])[:k]
+        t3 = time.perf_counter()
+        timings = Timings(encode_ms=(t1 - t0) * 1e3, search_ms=(t2 - t1) * 1e3, answer_ms=(t3 - t2) * 1e3,
+                          total_ms=(t3 - t0) * 1e3)
+        return Answer(q, found, sentences, hits, confidence, timings)
+
+    def _best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
+                       rows: dict[int, PassageRow]) -> tuple[_ScoredSentence | None, float]:
+        if not cands:
+            return None, 0.0
+        q_terms = set(tokenize([question])[0])
+        kind = question_type(question)
+        scores = np.array([c.score for c in cands], dtype=np.float32)
+        prior = (scores - scores.min()) / (scores.max() - scores.min()) if scores.max() > scores.min() else \
+            np.ones_like(scores)
+        best: _ScoredSentence | None = None
+        for cand, p in zip(cands, prior, strict=True):
+            row = rows[cand.passage_id]
+            if not row.sentences:
+                continue
+            sims = self._sentence_vectors(row) @ qvec
+            sent_terms = tokenize([row.text[s:e] for s, e in row.sentences])
+            prev: set[str] = set()
+            for (s, e), sim, terms in zip(row.sentences, sims, sent_terms, strict=True):
+                own = q_terms & set(terms)
+                # Terms of the sentence before count half: "the group aligned with..." is about the MEK
+                # named one sentence earlier.
+                inherited = (q_terms & prev) - own
+                overlap = (len(own) + 0.5 * len(inherited)) / len(q_terms) if q_terms else 0.0
+                prev = set(terms)
+                score = float(sim) + 0.3 * overlap + 0.1 * _type_match(kind, row.text[s:e]) + 0.1 * float(p)
+                if best is None or score > best.score:
+                    best = _ScoredSentence(row.id, s, e, float(sim), score)
+        if best is None:
+            return None, 0.0
+        top_dense = max(c.dense for c in cands)
+        return best, max(best.cosine, top_dense)
+
+    @staticmethod
+    def _with_context(best: _ScoredSentence, row: PassageRow) -> tuple[AnswerSentence, ...]:
+        idx = row.sentences.index((best.start, best.end))
+        text = row.text[best.start:best.end]
+        out = [AnswerSentence(text, row.id, best.start, best.end, best.score)]
+        if idx > 0 and _NEEDS_CONTEXT.match(text):
+            s, e = row.sentences[idx - 1]
+            out.insert(0, AnswerSentence(row.text[s:e], row.id, s, e, best.score))
+        return tuple(out)
+
+
+def _hit(row: PassageRow, cand: Candidate) -> PassageHit:
+    d = row.doc
+    return PassageHit(
+        passage_id=row.id, text=row.text, score=cand.score,
+        citation=Citation(doc_key=d.doc_key, title=d.title, source=d.source, outlet=d.outlet,
+                          published=d.published, paragraph=row.paragraph),
+        start=row.start, end=row.end, dense_score=cand.dense, keyword_score=cand.keyword,
+    )

@@ -1,0 +1,101 @@
+"""What an index directory says about itself (config.json), and the process settings from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .chunking import ChunkSettings
+from .encoder import DEFAULT_MODEL
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RetrievalParams:
+    """Knobs of the answer path. Stored with the index so that tuned values travel with it."""
+
+    candidates: int = 50          # taken from each retriever before fusion
+    dense_weight: float = 0.5     # fused = w * z(dense) + (1 - w) * z(bm25)
+    answer_passages: int = 3      # passages whose sentences compete to be the answer
+    answer_threshold: float = 0.30  # below this confidence qabot says it does not know
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> RetrievalParams:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    model: str
+    dimension: int
+    max_tokens: int
+    chunking: ChunkSettings = field(default_factory=ChunkSettings)
+    retrieval: RetrievalParams = field(default_factory=RetrievalParams)
+    schema_version: int = SCHEMA_VERSION
+    created_at: str = ""
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["chunking"] = self.chunking.to_json()
+        return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> IndexConfig:
+        data = json.loads(text)
+        chunk_known = {f.name for f in fields(ChunkSettings)}
+        return cls(
+            model=data["model"],
+            dimension=int(data["dimension"]),
+            max_tokens=int(data.get("max_tokens", 256)),
+            chunking=ChunkSettings(**{k: v for k, v in data.get("chunking", {}).items() if k in chunk_known}),
+            retrieval=RetrievalParams.from_json(data.get("retrieval")),
+            schema_version=int(data.get("schema_version", 0)),
+            created_at=data.get("created_at", ""),
+        )
+
+    def with_retrieval(self, **changes: Any) -> IndexConfig:
+        return replace(self, retrieval=replace(self.retrieval, **changes))
+
+
+def default_home() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("qabot", appauthor=False)) / "index"
+
+
+def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        from .errors import InputError
+
+        raise InputError(f"{key}={raw!r} is not a whole number") from None
+    return max(lo, min(hi, value))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings, all from QABOT_* environment variables (and .env, loaded by the CLI)."""
+
+    home: Path
+    embed_model: str = DEFAULT_MODEL
+    top_k: int = 5
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = env.get("QABOT_HOME")
+        return cls(
+            home=Path(home).expanduser() if home else default_home(),
+            embed_model=env.get("QABOT_EMBED_MODEL") or DEFAULT_MODEL,
+            top_k=_int(env, "QABOT_TOP_K", 5, 1, 20),
+        )

@@ -1,0 +1,299 @@
+"""Turn raw input bytes (a file's contents or a fetched page) into a clean article: title, text, metadata.
+
+Pure functions: the only input is what the caller passes in. Every error is an InputError subclass whose
+message is one line starting with the name the user gave (path or URL)."""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import EmptyDocument, UnsupportedInput
+
+MAX_INPUT_BYTES = 10 * 1024 * 1024
+SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".html", ".htm")
+_KIND_BY_EXT = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html", ".htm": "html"}
+_KINDS = frozenset(_KIND_BY_EXT.values())
+
+
+@dataclass(frozen=True)
+class ExtractedArticle:
+    title: str  # "" when none is found
+    text: str  # paragraphs separated by exactly one blank line; never contains the title line
+    outlet: str | None  # site name (HTML only)
+    published: str | None  # ISO "YYYY-MM-DD" when known
+    kind: str  # "text" | "markdown" | "html"
+
+
+def _label(name: str) -> str:
+    # Messages must stay one line even if a path or URL carries control characters.
+    return re.sub(r"[\x00-\x1f\x7f]", "?", name) or "<input>"
+
+
+def kind_for_path(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext in _KIND_BY_EXT:
+        return _KIND_BY_EXT[ext]
+    what = f"unsupported file type '{ext}'" if ext else "file has no extension"
+    raise UnsupportedInput(f"{_label(path)}: {what}; supported types: {', '.join(SUPPORTED_EXTENSIONS)}")
+
+
+# ---------------------------------------------------------------- bytes -> str
+
+# Checked before decoding: a UTF-32 BOM starts with the UTF-16 LE one, so the longer BOMs come first.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_MAGIC = (b"%PDF-", b"\x89PNG", b"PK\x03\x04", b"\x7fELF", b"GIF87a", b"GIF89a", b"\xff\xd8\xff", b"\x1f\x8b",
+          b"\xd0\xcf\x11\xe0", b"7z\xbc\xaf", b"Rar!", b"\x00asm")
+# Control bytes that never occur in text (tab, LF, VT, FF and CR do).
+_CONTROL = bytes(b for b in range(32) if b not in (9, 10, 11, 12, 13)) + b"\x7f"
+_META_CHARSET = re.compile(rb"""<meta[^>]{0,200}?charset\s*=\s*["']?\s*([A-Za-z0-9._:-]+)""", re.I)
+
+
+def _check_bytes(data: bytes, label: str) -> None:
+    cap = MAX_INPUT_BYTES  # read at call time so tests (and callers) can lower it
+    if len(data) > cap:
+        raise UnsupportedInput(f"{label}: input is {len(data):,} bytes, over the {cap:,}-byte limit")
+    if not data.strip():
+        raise EmptyDocument(f"{label}: the input is empty")
+    bom = any(data.startswith(b) for b, _ in _BOMS)  # UTF-16/32 text legitimately contains NUL bytes
+    controls = len(data) - len(data.translate(None, _CONTROL))
+    if data.startswith(_MAGIC) or (not bom and (b"\x00" in data or controls > 0.1 * len(data))):
+        raise UnsupportedInput(f"{label}: looks like a binary file, not text, Markdown or HTML")
+
+
+def decode_text(data: bytes, *, name: str, charset: str | None = None) -> str:
+    """Decode after the size/empty/binary checks: a BOM wins, then `charset`, then UTF-8."""
+    label = _label(name)
+    _check_bytes(data, label)
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom):].decode(codec)
+            except UnicodeDecodeError as exc:
+                raise UnsupportedInput(f"{label}: invalid {codec} at byte offset {exc.start + len(bom)}") from None
+    tried = ""
+    if charset:
+        try:
+            if codecs.lookup(charset).name != "utf-8":
+                return data.decode(charset)
+        except LookupError:  # unknown name, or a bytes-to-bytes codec such as base64
+            tried = f" (the declared charset {charset!r} is unknown)"
+        except UnicodeDecodeError:
+            tried = f" (nor as the declared charset {charset})"
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnsupportedInput(
+            f"{label}: not valid UTF-8{tried}: byte 0x{data[exc.start]:02x} at offset {exc.start}; "
+            "save it as UTF-8"
+        ) from None
+
+
+# ---------------------------------------------------------------- str -> paragraphs
+
+_NEWLINES = str.maketrans({c: "\n" for c in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+_STRAY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufeff]")  # left-over controls and inner BOMs carry no text
+_BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
+_FENCE = re.compile(r"^\s{0,3}(```|~~~)")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
+_SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
+_SKIP_LINE = re.compile(r"^\s{0,3}(?:([-*_])(?:\s*\1){2,}|\[[^\]]+\]:\s*\S+.*)\s*$")  # rules, link refs
+_INLINE = (  # markdown inline markup -> plain text, in this order (images before links)
+    (re.compile(r"^\s*(?:>\s?)+"), ""),
+    (re.compile(r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])"), ""),
+    (re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])"), r"\1"),
+    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),
+    (re.compile(r"`+([^`]+?)`+"), r"\1"),
+    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
+    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),
+    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),
+    (re.compile(r"~~(.+?)~~"), r"\1"),
+)
+
+
+def _normalise(text: str) -> str:
+    text = unicodedata.normalize("NFC", text).replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in _STRAY.sub("", text.translate(_NEWLINES)).split("\n"))
+
+
+def _join(lines: list[str]) -> str:
+    """Hard-wrapped lines become one line; list items stay one per line."""
+    out: list[str] = []
+    for line in (ln.strip() for ln in lines):
+        if not line:
+            continue
+        if out and not _BULLET.match(line):
+            out[-1] += " " + line
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+def _paragraphs(text: str, *, markdown: bool) -> tuple[list[str], set[int]]:
+    """Paragraphs, plus the indexes of those that were markdown headings."""
+    lines = text.split("\n")
+    one_per_line = all(ln.strip() for ln in lines)  # no blank line at all: each line is a paragraph
+    paras: list[str] = []
+    headings: set[int] = set()
+    block: list[str] = []
+    code: list[str] | None = None  # lines of an open code fence
+
+    def flush(joined: str | None = None, heading: bool = False) -> None:
+        para = _join(block) if joined is None else joined
+        block.clear()
+        if para.strip():
+            if heading:
+                headings.add(len(paras))
+            paras.append(para.strip())
+
+    for line in lines:
+        if markdown and _FENCE.match(line):
+            if code is None:
+                flush()
+                code = []
+            else:  # code is kept as text, line by line
+                flush("\n".join(ln for ln in code if ln.strip()))
+                code = None
+            continue
+        if code is not None:
+            code.append(line)
+            continue
+        if markdown:
+            if m := _HEADING.match(line):
+                flush()
+                flush(_inline(m[1]), heading=True)
+                continue
+            if _SETEXT.match(line) and len(block) == 1:
+                flush(_inline(block[0]), heading=True)
+                continue
+            if _SKIP_LINE.match(line):
+                flush()
+                continue
+            line = _inline(line)
+        block.append(line)
+        if one_per_line or not line.strip():
+            flush()
+    if code is not None:  # unclosed fence: keep what it held
+        flush("\n".join(ln for ln in code if ln.strip()))
+    flush()
+    return paras, headings
+
+
+def _inline(line: str) -> str:
+    for pattern, repl in _INLINE:
+        line = pattern.sub(repl, line)
+    return line
+
+
+# ---------------------------------------------------------------- boilerplate
+# Rule: page furniture is removed generically, never per site.
+#  1. A paragraph of <= 30 words that starts like a comment form, share/subscribe/cookie prompt, copyright
+#     line or tag/category line (_FURNITURE) is dropped; long paragraphs are never dropped, so real
+#     sentences that merely mention email or cookies survive.
+#  2. Comment forms sit at the end: the first comment-form marker (_COMMENT_FORM) with at least a third of
+#     the text before it cuts it and everything after it (so commenters' text goes too).
+#  3. Short paragraphs (<= 8 words, one line, no sentence-final punctuation) are trimmed only at the edges,
+#     before the first and after the last real paragraph ("Posted in ...", bylines, menu leftovers);
+#     mid-article subheadings stay. If HTML has no real paragraph at all it is navigation only.
+_COMMENT_FORM = re.compile(
+    r"(leave an? (reply|comment)|post (a )?comment|cancel reply|your email address will not be published"
+    r"|comments are closed|add a comment|join the (discussion|conversation)|\d+ (comments?|responses?)\W*$)",
+    re.I,
+)
+_FURNITURE = re.compile(
+    r"(share this\b|like this:|click to (share|email|print)\b|share on (facebook|twitter|x|linkedin|whatsapp)"
+    r"|(subscribe|sign up) (to|for) (our|the|free|email|updates|alerts|newsletter)|subscribe( now| today)?\W*$"
+    r"|we use cookies (to|and|on|so|for)\b|this (web)?site uses cookies|(accept|allow|reject|manage) (all )?"
+    r"cookies|.*\ball rights reserved\b|©|\(c\) \d{4}|copyright\s*(©|\(c\)|\d{4})|related (posts|articles|"
+    r"stories|content)\b|read more\W*$|read more\s*[:»›>…]|advertisement\W*$|continue reading\b"
+    r"|follow us on\b|tags?:|posted in\b|filed under\b|categor(y|ies):|skip to (main )?content|loading\W*$)",
+    re.I,
+)
+_CLOSERS = "\"'”’)]»"
+
+
+def _short(p: str) -> bool:
+    return len(p.split()) <= 30
+
+
+def _is_sentence_like(p: str) -> bool:
+    return "\n" in p or len(p.split()) > 8 or p.rstrip(_CLOSERS).endswith((".", "!", "?", "…"))
+
+
+def _clean(paras: list[str]) -> list[str]:
+    total, seen = sum(map(len, paras)), 0
+    for i, p in enumerate(paras):
+        if _short(p) and _COMMENT_FORM.match(p) and seen >= total / 3:
+            paras = paras[:i]
+            break
+        seen += len(p)
+    return [p for p in paras if not (_short(p) and (_COMMENT_FORM.match(p) or _FURNITURE.match(p)))]
+
+
+def _is_headline(p: str) -> bool:
+    return ("\n" not in p and len(p) <= 200 and len(p.split()) <= 25 and not _BULLET.match(p)
+            and not p.rstrip(_CLOSERS).endswith((".", ":", ";", ",")))
+
+
+# ---------------------------------------------------------------- extract
+
+
+def extract(
+    data: bytes, *, kind: str, name: str, charset: str | None = None, url: str | None = None
+) -> ExtractedArticle:
+    if kind not in _KINDS:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(_KINDS)}")
+    label = _label(name)
+    outlet = published = None
+    title = ""
+    if kind == "html":
+        _check_bytes(data, label)
+        if charset is None and (m := _META_CHARSET.search(data[:4096])):
+            charset = m[1].decode("ascii")
+        doc = _trafilatura(decode_text(data, name=name, charset=charset), url)
+        paras = _clean([p for p in _normalise(doc.get("text") or "").split("\n") if p.strip()])
+        title = " ".join(_normalise(doc.get("title") or "").split())
+        outlet = " ".join((doc.get("sitename") or "").split()) or None
+        date = doc.get("date") or ""
+        published = date[:10] if re.match(r"\d{4}-\d\d-\d\d", date) else None
+        for i, p in enumerate(paras[:3]):  # trafilatura repeats the <h1> as the first line(s)
+            if title and " ".join(p.split()).casefold() == title.casefold():
+                del paras[i]
+                break
+    else:
+        paras, headings = _paragraphs(_normalise(decode_text(data, name=name)), markdown=kind == "markdown")
+        heading_texts = {paras[i] for i in headings}
+        paras = _clean(paras)
+        first_is_heading = bool(paras) and paras[0] in heading_texts
+        # A lone paragraph is content, not a headline: only take a title if text remains after it.
+        if len(paras) >= 2 and (first_is_heading or _is_headline(paras[0])):
+            title = paras.pop(0)
+    real = [i for i, p in enumerate(paras) if _is_sentence_like(p)]
+    if real:
+        paras = paras[real[0]: real[-1] + 1]
+    elif kind == "html":
+        paras = []
+    if not paras:
+        why = "no article text found (the page looks like navigation only)" if kind == "html" else (
+            "no article text left after removing boilerplate")
+        raise EmptyDocument(f"{label}: {why}")
+    return ExtractedArticle(title=title, text="\n\n".join(paras), outlet=outlet, published=published, kind=kind)
+
+
+def _trafilatura(html: str, url: str | None) -> dict[str, Any]:
+    import trafilatura  # imported lazily: it is slow to import and only HTML needs it
+
+    # favor_precision: on a menu-only page trafilatura then finds nothing instead of returning the menu.
+    doc = trafilatura.bare_extraction(
+        html, url=url, with_metadata=True, include_comments=False, include_tables=False, favor_precision=True
+    )
+    if doc is None:
+        return {}
+    return doc if isinstance(doc, dict) else doc.as_dict()

@@ -1,0 +1,303 @@
+"""One index directory: SQLite (truth) + FAISS and BM25 files (caches) + config.json + the writer lock.
+
+Layout:
+    config.json          model, dimension, chunking and retrieval settings (self-describing)
+    qabot.sqlite3        documents, passages, sentences, embeddings (WAL)
+    artifacts.json       which dense/keyword files match which SQLite generation
+    dense-<gen>.faiss    FAISS IDMap2(FlatIP), ids = passage ids
+    keyword-<gen>/       bm25s index + ids.npy
+    writer.lock          one writer at a time
+
+Crash safety: SQLite commits first; cache files are written under new names and published by an atomic
+rename of artifacts.json. If a process dies in between, the next open sees artifacts.json behind the
+database generation (or ids that disagree) and rebuilds the caches from the stored embeddings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+from filelock import FileLock, Timeout
+
+from . import atomic
+from .config import SCHEMA_VERSION, IndexConfig
+from .dense import DenseIndex
+from .encoder import Encoder
+from .errors import IndexBusy, IndexCorrupt, IndexMismatch
+from .keyword import KeywordIndex
+from .store import NewDocument, PassageRow, Store
+
+BASE_SCOPE = ""  # the operator's corpus, visible from every guild
+
+
+def guild_scope(guild_id: int | None) -> str:
+    return BASE_SCOPE if guild_id is None else f"guild:{guild_id}"
+
+
+def keyword_text(title: str, text: str) -> str:
+    # The headline is context for every passage: it names the story that a paragraph's "he" refers to.
+    return f"{title}\n{text}" if title else text
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    generation: int
+    sqlite_passages: int
+    dense_vectors: int
+    keyword_rows: int
+    ok: bool
+    problems: tuple[str, ...] = ()
+
+
+@dataclass
+class _Caches:
+    generation: int
+    dense: DenseIndex
+    keyword: KeywordIndex
+    scopes: np.ndarray  # scope of each keyword row (same order as keyword.ids)
+
+
+class Index:
+    CONFIG = "config.json"
+    DB = "qabot.sqlite3"
+    ARTIFACTS = "artifacts.json"
+    LOCK = "writer.lock"
+
+    def __init__(self, home: Path, encoder: Encoder, *, create: bool = True) -> None:
+        self.home = Path(home)
+        self.encoder = encoder
+        if not (self.home / self.CONFIG).exists():
+            if not create:
+                raise IndexCorrupt(f"No qabot index at {self.home}: run `qabot ingest PATH` first")
+            self.home.mkdir(parents=True, exist_ok=True)
+            cfg = IndexConfig(model=encoder.name, dimension=encoder.dimension, max_tokens=encoder.max_tokens,
+                              created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+            atomic.write_text(self.home / self.CONFIG, cfg.to_json())
+        self.config = self._read_config()
+        self._check_compatible()
+        self.store = Store(self.home / self.DB)
+        self._lock = FileLock(str(self.home / self.LOCK))
+        self._state_lock = threading.RLock()
+        self._exclude_cache: dict[str, np.ndarray] = {}
+        self._caches = self._load_or_rebuild()
+
+    # ---- config
+    def _read_config(self) -> IndexConfig:
+        path = self.home / self.CONFIG
+        try:
+            return IndexConfig.from_json(path.read_text())
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorrupt(f"{path} is unreadable ({exc}); it names the model this index needs") from exc
+
+    def _check_compatible(self) -> None:
+        cfg = self.config
+        if cfg.schema_version > SCHEMA_VERSION:
+            raise IndexMismatch(f"The index at {self.home} was written by a newer qabot (schema "
+                                f"{cfg.schema_version}); upgrade qabot.")
+        # Same name implies same dimension; comparing names avoids loading a lazy model just to open.
+        if cfg.model != self.encoder.name:
+            raise IndexMismatch(
+                f"The index at {self.home} was built with model {cfg.model!r} ({cfg.dimension} dimensions), "
+                f"but qabot is set to use {self.encoder.name!r}. "
+                f"Set QABOT_EMBED_MODEL={cfg.model} or use another QABOT_HOME."
+            )
+
+    def save_config(self, config: IndexConfig) -> None:
+        atomic.write_text(self.home / self.CONFIG, config.to_json())
+        self.config = config
+
+    # ---- caches
+    def _read_artifacts(self) -> dict | None:
+        try:
+            return json.loads((self.home / self.ARTIFACTS).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _load_or_rebuild(self) -> _Caches:
+        generation = self.store.generation()
+        ids, scopes = self.store.passage_ids_and_scopes()
+        art = self._read_artifacts()
+        if art and art.get("generation") == generation:
+            try:
+                dense = DenseIndex.load(self.home / art["dense"], self.config.dimension)
+                keyword = KeywordIndex.load(self.home / art["keyword"])
+                if np.array_equal(dense.ids(), ids) and np.array_equal(keyword.ids, ids):
+                    return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
+            except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt from SQLite below
+                pass
+        caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension))
+        # Persist the repair only if no writer is busy (it will publish its own state when done).
+        try:
+            with self._lock.acquire(timeout=0):
+                self._publish(caches)
+        except Timeout:
+            pass
+        return caches
+
+    def _rebuild(self, generation: int, ids: np.ndarray, scopes: list[str], dense: DenseIndex) -> _Caches:
+        """Bring caches in line with SQLite without re-embedding: vectors come from the embeddings table."""
+        have = dense.ids()
+        dense.remove(np.setdiff1d(have, ids))
+        missing = np.setdiff1d(ids, have)
+        for i in range(0, len(missing), 4096):
+            part = missing[i:i + 4096]
+            dense.add(part, self.store.vectors_for(part.tolist(), self.config.dimension))
+        rows = list(self.store.iter_passage_texts())
+        keyword = KeywordIndex.build([r[0] for r in rows], [keyword_text(r[2], r[1]) for r in rows])
+        return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
+
+    def _publish(self, caches: _Caches) -> None:
+        gen = caches.generation
+        dense_name, kw_name = f"dense-{gen}.faiss", f"keyword-{gen}"
+        caches.dense.save(self.home / dense_name)
+        tmp = self.home / f".{kw_name}.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        caches.keyword.save(tmp)
+        atomic.publish_dir(tmp, self.home / kw_name)
+        atomic.write_text(self.home / self.ARTIFACTS,
+                          json.dumps({"generation": gen, "dense": dense_name, "keyword": kw_name}))
+        for old in self.home.iterdir():  # earlier generations and temp leftovers of killed writers
+            if old.name in (dense_name, kw_name):
+                continue
+            if old.name.startswith(("dense-", "keyword-", ".keyword-", ".dense-")):
+                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+
+    def refresh(self) -> bool:
+        """Pick up what another process committed. Cheap when nothing changed (one SQLite read)."""
+        generation = self.store.generation()
+        if generation == self._caches.generation:
+            return False
+        art = self._read_artifacts()
+        if art and art.get("generation") != generation and self._writer_active():
+            return False  # a writer is mid-ingest; it publishes matching caches when it finishes
+        with self._state_lock:
+            self._caches = self._load_or_rebuild()
+            self._exclude_cache.clear()
+        return True
+
+    def _writer_active(self) -> bool:
+        try:
+            with self._lock.acquire(timeout=0):
+                return False
+        except Timeout:
+            return True
+
+    # ---- writing
+    @contextmanager
+    def writer(self) -> Iterator[Writer]:
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise IndexBusy(f"Another qabot process is writing to {self.home}; try again when it finishes.") from None
+        w = Writer(self)
+        try:
+            yield w
+        finally:
+            try:
+                if w.changed:
+                    self._sync_after_write()
+            finally:
+                self._lock.release()
+
+    def _sync_after_write(self) -> None:
+        generation = self.store.generation()
+        ids, scopes = self.store.passage_ids_and_scopes()
+        with self._state_lock:
+            # Diff against our own dense cache (copy-free): only new vectors are added, removed ones dropped.
+            caches = self._rebuild(generation, ids, scopes, self._caches.dense)
+            self._caches = caches
+            self._exclude_cache.clear()
+        self._publish(caches)
+
+    # ---- reading
+    def _excluded(self, caches: _Caches, scope: str) -> np.ndarray | None:
+        """Passage ids a scope must never see: other guilds' documents."""
+        if scope not in self._exclude_cache:
+            foreign = (caches.scopes != BASE_SCOPE) & (caches.scopes != scope)
+            self._exclude_cache[scope] = caches.keyword.ids[foreign] if foreign.any() else np.zeros(0, np.int64)
+        ex = self._exclude_cache[scope]
+        return ex if len(ex) else None
+
+    def dense_search(self, query: np.ndarray, k: int, scope: str = BASE_SCOPE) -> tuple[np.ndarray, np.ndarray]:
+        with self._state_lock:
+            caches = self._caches
+            return caches.dense.search(query, k, exclude=self._excluded(caches, scope))
+
+    def keyword_scores(self, query: str, scope: str = BASE_SCOPE) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, BM25 scores) over all rows a scope may see."""
+        with self._state_lock:
+            caches = self._caches
+            scores = caches.keyword.scores(query)
+            ids = caches.keyword.ids
+            if len(ids) and scope is not None:
+                visible = (caches.scopes == BASE_SCOPE) | (caches.scopes == scope)
+                if not visible.all():
+                    return ids[visible], scores[visible]
+            return ids, scores
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        with self._state_lock:
+            return self._caches.dense.vectors(ids)
+
+    def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
+        return self.store.passages(ids)
+
+    def __len__(self) -> int:
+        return len(self._caches.keyword)
+
+    # ---- checks
+    def integrity(self) -> IntegrityReport:
+        ids, _ = self.store.passage_ids_and_scopes()
+        caches = self._caches
+        problems = []
+        if not np.array_equal(caches.dense.ids(), ids):
+            problems.append("FAISS ids differ from SQLite passages")
+        if not np.array_equal(caches.keyword.ids, ids):
+            problems.append("BM25 rows differ from SQLite passages")
+        if caches.generation != self.store.generation():
+            problems.append("caches are behind the database generation")
+        missing_vec = self.store.counts()["passages"] and not len(caches.dense) == len(ids)
+        if missing_vec:
+            problems.append("some passages have no stored embedding")
+        return IntegrityReport(caches.generation, len(ids), len(caches.dense), len(caches.keyword),
+                               not problems, tuple(problems))
+
+    def disk_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class Writer:
+    """Handed out by Index.writer(); each call commits one SQLite transaction."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        self.changed = False
+
+    def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, np.ndarray]) -> None:
+        store = self._index.store
+        with store.transaction() as conn:
+            for doc in docs:
+                store.put_document(conn, doc, vectors)
+        self.changed = True
+
+    def delete_document(self, doc_id: int) -> None:
+        store = self._index.store
+        with store.transaction() as conn:
+            store.delete_document(conn, doc_id)
+        self.changed = True
+
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,261 @@
+"""Articles in: expand inputs, read or fetch, extract, chunk, embed only what is new, commit in batches."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .chunking import chunk_document
+from .errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
+from .extract import MAX_INPUT_BYTES, SUPPORTED_EXTENSIONS, ExtractedArticle, extract, kind_for_path
+from .fetch import fetch_url
+from .index import BASE_SCOPE, Index, keyword_text, now_iso
+from .store import NewDocument, NewPassage
+
+COMMIT_EVERY_PASSAGES = 256  # a batch is embedded, then committed: a crash loses at most the batch in flight
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    name: str        # what the user typed (or the attachment's name)
+    canonical: str   # absolute path or URL: the document's identity within its scope
+    is_url: bool
+
+
+@dataclass(frozen=True)
+class Failure:
+    name: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DocOutcome:
+    name: str
+    doc_key: str
+    title: str
+    status: str  # "added" | "updated" | "unchanged" | "duplicate"
+    passages: int
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    outcomes: tuple[DocOutcome, ...] = ()
+    failures: tuple[Failure, ...] = ()
+    embedded: int = 0   # passages whose embedding was computed now
+    reused: int = 0     # passages whose embedding was already stored (same content hash)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes if o.status == status)
+
+
+@dataclass
+class _Pending:
+    ref: SourceRef
+    doc: NewDocument
+    status: str
+    missing: list[str] = field(default_factory=list)  # embed hashes to compute
+    inputs: list[str] = field(default_factory=list)   # their embedding inputs
+
+
+def doc_key_for(scope: str, canonical: str) -> str:
+    return hashlib.sha1(f"{scope}\0{canonical}".encode()).hexdigest()[:12]
+
+
+def is_url(text: str) -> bool:
+    return text.lower().startswith(("http://", "https://"))
+
+
+def expand_inputs(inputs: Iterable[str]) -> tuple[list[SourceRef], list[Failure]]:
+    """Files, folders (recursive, supported types only) and URLs; each problem becomes one Failure."""
+    refs: list[SourceRef] = []
+    failures: list[Failure] = []
+    seen: set[str] = set()
+
+    def add(ref: SourceRef) -> None:
+        if ref.canonical not in seen:  # the same file named twice is ingested once
+            seen.add(ref.canonical)
+            refs.append(ref)
+
+    for raw in inputs:
+        item = raw.strip()
+        if not item:
+            failures.append(Failure(repr(raw), "empty input name"))
+        elif is_url(item):
+            add(SourceRef(item, item, True))
+        elif "://" in item:
+            failures.append(Failure(item, "only http:// and https:// URLs can be ingested"))
+        else:
+            path = Path(item).expanduser()
+            if not path.exists():
+                failures.append(Failure(item, "no such file or directory"))
+            elif path.is_dir():
+                files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+                               and not any(part.startswith(".") for part in p.relative_to(path).parts))
+                if not files:
+                    failures.append(Failure(item, f"no {', '.join(SUPPORTED_EXTENSIONS)} files in this folder"))
+                for f in files:
+                    add(SourceRef(str(f), str(f.resolve()), False))
+            else:
+                try:
+                    kind_for_path(str(path))
+                except InputError as exc:
+                    failures.append(Failure(item, _strip_name(str(exc), item)))
+                    continue
+                add(SourceRef(item, str(path.resolve()), False))
+    return refs, failures
+
+
+def _strip_name(message: str, name: str) -> str:
+    # extract/fetch messages start with the name already; Failure carries it separately.
+    for prefix in (f"{name}: ", f"{Path(name).name}: "):
+        if message.startswith(prefix):
+            return message[len(prefix):]
+    return message
+
+
+def read_source(ref: SourceRef, *, allow_private_urls: bool = False,
+                fetch: Callable[..., object] = fetch_url) -> ExtractedArticle:
+    if ref.is_url:
+        page = fetch(ref.canonical, allow_private=allow_private_urls)
+        ctype = getattr(page, "content_type", "")
+        if "html" in ctype or ctype == "application/xhtml+xml":
+            kind = "html"
+        elif ctype.startswith("text/"):
+            kind = "markdown" if "markdown" in ctype else "text"
+        else:
+            raise FetchError(f"{ref.name}: unsupported content type {ctype or 'unknown'} (expected HTML or text)")
+        return extract(page.body, kind=kind, name=ref.name, charset=getattr(page, "charset", None),  # type: ignore[attr-defined]
+                       url=getattr(page, "url", ref.canonical))
+    path = Path(ref.canonical)
+    size = path.stat().st_size
+    if size > MAX_INPUT_BYTES:
+        raise UnsupportedInput(f"{ref.name}: {size / 1e6:.1f} MB is over the {MAX_INPUT_BYTES // 2**20} MB limit")
+    return extract(path.read_bytes(), kind=kind_for_path(ref.canonical), name=ref.name)
+
+
+class Ingestor:
+    def __init__(self, index: Index, *, allow_private_urls: bool = False,
+                 fetch: Callable[..., object] = fetch_url) -> None:
+        self.index = index
+        self.allow_private_urls = allow_private_urls
+        self._fetch = fetch
+
+    def _embed_hash(self, embed_input: str) -> str:
+        return hashlib.sha256(f"{self.index.config.model}\0{embed_input}".encode()).hexdigest()[:32]
+
+    def prepare(self, ref: SourceRef, article: ExtractedArticle, scope: str) -> _Pending:
+        enc = self.index.encoder
+        content_hash = hashlib.sha256(f"{article.title}\0{article.text}".encode()).hexdigest()[:32]
+        existing = self.index.store.document_by_source(scope, ref.canonical)
+        status = "added" if existing is None else ("unchanged" if existing.content_hash == content_hash else "updated")
+        title_tokens = enc.count_tokens(article.title) if article.title else 0
+        chunks = [] if status == "unchanged" else chunk_document(
+            article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens)
+        passages = []
+        inputs: dict[str, str] = {}
+        for c in chunks:
+            embed_input = keyword_text(article.title, c.text)
+            h = self._embed_hash(embed_input)
+            inputs[h] = embed_input
+            passages.append(NewPassage(c.ordinal, c.paragraph, c.start, c.end, c.text, h,
+                                       tuple((s.start, s.end) for s in c.sentences)))
+        doc = NewDocument(
+            doc_key=doc_key_for(scope, ref.canonical), scope=scope, source=ref.canonical,
+            title=article.title or Path(ref.name).stem, outlet=article.outlet, published=article.published,
+            ingested_at=now_iso(), content_hash=content_hash, text=article.text, passages=tuple(passages),
+        )
+        stored = self.index.store.existing_hashes(inputs)
+        missing = [h for h in inputs if h not in stored]
+        return _Pending(ref, doc, status, missing, [inputs[h] for h in missing])
+
+    def ingest(self, inputs: Sequence[str], *, scope: str = BASE_SCOPE, progress: bool | None = None,
+               on_commit: Callable[[Sequence[DocOutcome]], None] | None = None) -> IngestReport:
+        refs, failures = expand_inputs(inputs)
+        return self._run([(ref, None) for ref in refs], failures, scope, progress, on_commit)
+
+    def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str) -> IngestReport:
+        """For uploads (Discord attachments): the bytes are the document; `source` is its identity."""
+        try:
+            article = extract(data, kind=kind, name=name)
+        except QabotError as exc:
+            return IngestReport(failures=(Failure(name, _strip_name(str(exc), name)),))
+        return self._run([(SourceRef(name, source, False), article)], [], scope, False, None)
+
+    def _run(self, items: list[tuple[SourceRef, ExtractedArticle | None]], failures: list[Failure], scope: str,
+             progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None) -> IngestReport:
+        from tqdm import tqdm
+
+        started = time.perf_counter()
+        outcomes: list[DocOutcome] = []
+        embedded = reused = 0
+        batch: list[_Pending] = []
+        batch_size = 0
+        bar = tqdm(total=0, unit="passage", desc="Embedding", file=sys.stderr, dynamic_ncols=True,
+                   disable=(not sys.stderr.isatty()) if progress is None else not progress, leave=False)
+        seen_hashes: dict[str, np.ndarray] = {}
+        with self.index.writer() as writer:
+
+            def flush() -> None:
+                nonlocal batch, batch_size, embedded
+                todo = [(h, t) for p in batch for h, t in zip(p.missing, p.inputs, strict=True) if h not in seen_hashes]
+                uniq = dict(todo)
+                if uniq:
+                    vecs = self.index.encoder.encode(list(uniq.values()))
+                    seen_hashes.update(zip(uniq.keys(), vecs, strict=True))
+                    embedded += len(uniq)
+                    bar.update(len(uniq))
+                docs = [p.doc for p in batch if p.status != "unchanged"]
+                if docs:
+                    writer.put_documents(docs, seen_hashes)
+                done = [DocOutcome(p.ref.name, p.doc.doc_key, p.doc.title, p.status, len(p.doc.passages))
+                        for p in batch]
+                outcomes.extend(done)
+                if on_commit and done:
+                    on_commit(done)
+                seen_hashes.clear()
+                batch, batch_size = [], 0
+
+            for ref, article in items:
+                try:
+                    if article is None:
+                        article = read_source(ref, allow_private_urls=self.allow_private_urls, fetch=self._fetch)
+                    pending = self.prepare(ref, article, scope)
+                except QabotError as exc:
+                    failures.append(Failure(ref.name, _strip_name(user_message(exc), ref.name)))
+                    continue
+                except OSError as exc:
+                    failures.append(Failure(ref.name, f"cannot read: {exc.strerror or exc}"))
+                    continue
+                reused += len(pending.doc.passages) - len(pending.missing)
+                bar.total += len(pending.missing)
+                bar.refresh()
+                batch.append(pending)
+                batch_size += len(pending.missing)
+                if batch_size >= COMMIT_EVERY_PASSAGES:
+                    flush()
+            flush()
+        bar.close()
+        return IngestReport(tuple(outcomes), tuple(failures), embedded, reused, time.perf_counter() - started)
+
+    def remove(self, doc_ref: str, *, scope: str | None = BASE_SCOPE) -> list[str]:
+        """Remove documents by key, source (path/URL) or exact title; returns the removed titles."""
+        docs = self.index.store.documents(scope)
+        path_form = str(Path(doc_ref).expanduser().resolve()) if not is_url(doc_ref) else doc_ref
+        matches = [d for d in docs if doc_ref in (d.doc_key, d.source, d.title) or d.source == path_form]
+        if not matches:
+            raise InputError(f"No document matches {doc_ref!r}: see `qabot ls` for keys and sources")
+        with self.index.writer() as writer:
+            for d in matches:
+                writer.delete_document(d.id)
+        return [d.title for d in matches]

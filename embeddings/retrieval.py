@@ -1,0 +1,60 @@
+"""Hybrid retrieval: dense (FAISS) and keyword (BM25) candidates, fused on z-normalised scores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .config import RetrievalParams
+from .index import BASE_SCOPE, Index
+
+MODES = ("bm25", "dense", "fusion")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    passage_id: int
+    score: float    # the ranking score of the mode used
+    dense: float    # cosine of question and passage
+    keyword: float  # raw BM25
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    # z-scores put BM25 (unbounded) and cosine (-1..1) on one scale, per question.
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 1e-9 else np.zeros_like(x)
+
+
+class Retriever:
+    def __init__(self, index: Index, params: RetrievalParams) -> None:
+        self.index = index
+        self.params = params
+
+    def search(self, question: str, qvec: np.ndarray, k: int, *, scope: str = BASE_SCOPE,
+               mode: str = "fusion") -> list[Candidate]:
+        n = max(k, self.params.candidates)
+        d_ids, _ = self.index.dense_search(qvec, n, scope) if mode != "bm25" else (np.zeros(0, np.int64), None)
+        kw_ids_all, kw_all = self.index.keyword_scores(question, scope)
+        if mode == "dense" or not len(kw_all):
+            k_ids = np.zeros(0, dtype=np.int64)
+        else:
+            top = np.argpartition(-kw_all, min(n, len(kw_all)) - 1)[:n] if len(kw_all) > n else np.arange(len(kw_all))
+            top = top[kw_all[top] > 0]
+            k_ids = kw_ids_all[top]
+        ids = np.unique(np.concatenate([d_ids, k_ids]))
+        if not len(ids):
+            return []
+        dense = self.index.vectors(ids.tolist()) @ qvec.astype(np.float32)
+        pos = np.searchsorted(kw_ids_all, ids)
+        ok = (pos < len(kw_ids_all)) & (kw_ids_all[np.minimum(pos, len(kw_ids_all) - 1)] == ids)
+        keyword = np.where(ok, kw_all[np.minimum(pos, len(kw_all) - 1)], 0.0) if len(kw_all) else np.zeros(len(ids))
+        if mode == "dense":
+            score = dense
+        elif mode == "bm25":
+            score = keyword
+        else:
+            w = self.params.dense_weight
+            score = w * _z(dense) + (1 - w) * _z(keyword)
+        order = np.argsort(-score, kind="stable")[:k]
+        return [Candidate(int(ids[i]), float(score[i]), float(dense[i]), float(keyword[i])) for i in order]

@@ -1,0 +1,278 @@
+"""SQLite holds everything a user ingested: documents, passages, sentences and their embeddings.
+
+It is the source of truth: the FAISS and BM25 files are caches rebuilt from it whenever they disagree.
+Every write happens in one transaction that also bumps `generation`, which readers poll to notice change."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_key TEXT NOT NULL UNIQUE,
+    scope TEXT NOT NULL DEFAULT '',
+    source TEXT NOT NULL,
+    title TEXT NOT NULL,
+    outlet TEXT,
+    published TEXT,
+    ingested_at TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    text TEXT NOT NULL,
+    UNIQUE (scope, source)
+);
+CREATE TABLE IF NOT EXISTS passages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    paragraph INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    embed_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS passages_doc ON passages(doc_id);
+CREATE INDEX IF NOT EXISTS passages_hash ON passages(embed_hash);
+CREATE TABLE IF NOT EXISTS sentences (
+    passage_id INTEGER NOT NULL REFERENCES passages(id) ON DELETE CASCADE,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sentences_passage ON sentences(passage_id);
+CREATE TABLE IF NOT EXISTS embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class DocumentRow:
+    id: int
+    doc_key: str
+    scope: str
+    source: str
+    title: str
+    outlet: str | None
+    published: str | None
+    ingested_at: str
+    content_hash: str
+    passages: int = 0
+
+
+@dataclass(frozen=True)
+class PassageRow:
+    id: int
+    doc_id: int
+    ordinal: int
+    paragraph: int
+    start: int
+    end: int
+    text: str
+    sentences: tuple[tuple[int, int], ...]  # offsets into the passage text
+    doc: DocumentRow
+
+
+@dataclass(frozen=True)
+class NewPassage:
+    ordinal: int
+    paragraph: int
+    start: int
+    end: int
+    text: str
+    embed_hash: str
+    sentences: tuple[tuple[int, int], ...]  # offsets into the document text
+
+
+@dataclass(frozen=True)
+class NewDocument:
+    doc_key: str
+    scope: str
+    source: str
+    title: str
+    outlet: str | None
+    published: str | None
+    ingested_at: str
+    content_hash: str
+    text: str
+    passages: tuple[NewPassage, ...]
+
+
+_DOC_COLS = "d.id, d.doc_key, d.scope, d.source, d.title, d.outlet, d.published, d.ingested_at, d.content_hash"
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        # One connection shared by threads, serialised by a lock: the bot searches from worker threads.
+        self._conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._lock = threading.RLock()
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a committed ingest survives power loss too, not just a killed process.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- generation: readers poll it to see that a writer committed
+    def generation(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute(
+                    "INSERT INTO meta(key, value) VALUES('generation', '1') "
+                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    # -- documents
+    def _doc(self, row: Sequence) -> DocumentRow:
+        return DocumentRow(*row[:9], passages=row[9] if len(row) > 9 else 0)
+
+    def documents(self, scope: str | None = None) -> list[DocumentRow]:
+        sql = (f"SELECT {_DOC_COLS}, (SELECT COUNT(*) FROM passages p WHERE p.doc_id = d.id) FROM documents d")
+        args: tuple = ()
+        if scope is not None:
+            sql += " WHERE d.scope = ?"
+            args = (scope,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY d.id", args).fetchall()
+        return [self._doc(r) for r in rows]
+
+    def document_by_source(self, scope: str, source: str) -> DocumentRow | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_DOC_COLS} FROM documents d WHERE d.scope = ? AND d.source = ?", (scope, source)
+            ).fetchone()
+        return self._doc(row) if row else None
+
+    def document_text(self, doc_id: int) -> str:
+        with self._lock:
+            row = self._conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
+        return row[0] if row else ""
+
+    def existing_hashes(self, hashes: Iterable[str]) -> set[str]:
+        found: set[str] = set()
+        batch = list(dict.fromkeys(hashes))
+        with self._lock:
+            for i in range(0, len(batch), 500):
+                part = batch[i:i + 500]
+                q = ",".join("?" * len(part))
+                found.update(r[0] for r in self._conn.execute(f"SELECT hash FROM embeddings WHERE hash IN ({q})", part))
+        return found
+
+    def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, np.ndarray]) -> int:
+        """Insert or replace (same scope and source) a document with its passages; inside a transaction."""
+        replaced = conn.execute("DELETE FROM documents WHERE scope = ? AND source = ?",
+                                (doc.scope, doc.source)).rowcount
+        cur = conn.execute(
+            "INSERT INTO documents(doc_key, scope, source, title, outlet, published, ingested_at, content_hash, text)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (doc.doc_key, doc.scope, doc.source, doc.title, doc.outlet, doc.published, doc.ingested_at,
+             doc.content_hash, doc.text),
+        )
+        doc_id = int(cur.lastrowid or 0)
+        for p in doc.passages:
+            vec = vectors.get(p.embed_hash)
+            if vec is not None:
+                conn.execute("INSERT OR IGNORE INTO embeddings(hash, vector) VALUES (?, ?)",
+                             (p.embed_hash, np.asarray(vec, dtype=np.float32).tobytes()))
+            pcur = conn.execute(
+                'INSERT INTO passages(doc_id, ordinal, paragraph, start, "end", text, embed_hash) VALUES (?,?,?,?,?,?,?)',
+                (doc_id, p.ordinal, p.paragraph, p.start, p.end, p.text, p.embed_hash),
+            )
+            pid = pcur.lastrowid
+            conn.executemany('INSERT INTO sentences(passage_id, start, "end") VALUES (?,?,?)',
+                             [(pid, s, e) for s, e in p.sentences])
+        if replaced:  # only a replacement can orphan embeddings; the sweep is a full scan
+            self._drop_orphan_embeddings(conn)
+        return doc_id
+
+    def delete_document(self, conn: sqlite3.Connection, doc_id: int) -> None:
+        conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
+        self._drop_orphan_embeddings(conn)
+
+    @staticmethod
+    def _drop_orphan_embeddings(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT embed_hash FROM passages)")
+
+    # -- passages
+    def passage_ids_and_scopes(self) -> tuple[np.ndarray, list[str]]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT p.id, d.scope FROM passages p JOIN documents d ON d.id = p.doc_id ORDER BY p.id"
+            ).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def iter_passage_texts(self) -> Iterator[tuple[int, str, str]]:
+        """(passage id, passage text, document title) in id order: what the keyword index is built from."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT p.id, p.text, d.title FROM passages p JOIN documents d ON d.id = p.doc_id ORDER BY p.id"
+            ).fetchall()
+        yield from rows
+
+    def vectors_for(self, passage_ids: Sequence[int], dimension: int) -> np.ndarray:
+        out = np.zeros((len(passage_ids), dimension), dtype=np.float32)
+        pos = {int(pid): i for i, pid in enumerate(passage_ids)}
+        ids = list(pos)
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                q = ",".join("?" * len(part))
+                for pid, blob in self._conn.execute(
+                    f"SELECT p.id, e.vector FROM passages p JOIN embeddings e ON e.hash = p.embed_hash"
+                    f" WHERE p.id IN ({q})", part,
+                ):
+                    out[pos[pid]] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def passages(self, passage_ids: Sequence[int]) -> dict[int, PassageRow]:
+        ids = [int(i) for i in passage_ids]
+        if not ids:
+            return {}
+        q = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._conn.execute(
+                f'SELECT p.id, p.doc_id, p.ordinal, p.paragraph, p.start, p."end", p.text, {_DOC_COLS}'
+                f" FROM passages p JOIN documents d ON d.id = p.doc_id WHERE p.id IN ({q})", ids,
+            ).fetchall()
+            sents: dict[int, list[tuple[int, int]]] = {}
+            for pid, s, e in self._conn.execute(
+                f'SELECT passage_id, start, "end" FROM sentences WHERE passage_id IN ({q}) ORDER BY passage_id, start',
+                ids,
+            ):
+                sents.setdefault(pid, []).append((s, e))
+        out: dict[int, PassageRow] = {}
+        for r in rows:
+            pid, doc_id, ordinal, paragraph, start, end, text = r[:7]
+            spans = tuple((s - start, e - start) for s, e in sents.get(pid, []))
+            out[pid] = PassageRow(pid, doc_id, ordinal, paragraph, start, end, text, spans, self._doc(r[7:]))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            c = self._conn.execute(
+                "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM passages),"
+                " (SELECT COUNT(*) FROM sentences), (SELECT COUNT(*) FROM embeddings)"
+            ).fetchone()
+        return {"documents": c[0], "passages": c[1], "sentences": c[2], "embeddings": c[3]}

@@ -1,0 +1,178 @@
+"""Index behaviour with the hashing encoder: idempotent ingest, replacement, removal, recovery, locking."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from filelock import FileLock
+
+from embeddings.config import Settings
+from embeddings.encoder import HashingEncoder
+from embeddings.errors import IndexBusy, IndexMismatch
+from embeddings.index import Index, guild_scope
+from embeddings.service import QAService
+
+from tests.support import SEEDS, make_service
+
+ARTICLE = """Harbour Council Approves New Ferry Route
+
+The harbour council approved a new ferry route between Northport and the island of Carrow on Tuesday.
+
+The route will start in May and run twice a day, the council said, because demand from commuters doubled.
+
+Critics said the ferry would harm the seal colony near Carrow, which biologists have counted since 1990.
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_ingest_then_reingest_is_noop_and_embeds_nothing(hashing_service, tmp_path):
+    f = write(tmp_path / "ferry.txt", ARTICLE)
+    first = hashing_service.ingest([str(f)], progress=False)
+    assert first.count("added") == 1 and first.embedded >= 1
+    gen = hashing_service.index.store.generation()
+    again = hashing_service.ingest([str(f)], progress=False)
+    assert again.count("unchanged") == 1 and again.embedded == 0
+    assert hashing_service.index.store.generation() == gen  # nothing written
+
+
+def test_changed_document_replaces_its_passages_and_reuses_unchanged_embeddings(hashing_service, tmp_path):
+    # Paragraphs long enough to be passages of their own, so one edit leaves the others unchanged.
+    paras = [" ".join(f"{topic} sentence {i} about the harbour ferry plan." for i in range(12))
+             for topic in ("Council", "Commuter", "Biologist")]
+    f = write(tmp_path / "ferry.txt", "Harbour Ferry Plan\n\n" + "\n\n".join(paras) + "\n")
+    first = hashing_service.ingest([str(f)], progress=False)
+    assert first.outcomes[0].passages == 3
+    before = hashing_service.stats()
+    write(f, f.read_text() + "\nThe first crossing sold out within an hour of tickets going on sale online.\n")
+    report = hashing_service.ingest([str(f)], progress=False)
+    assert report.count("updated") == 1
+    assert report.reused >= 1, "unchanged passages must not be embedded again"
+    after = hashing_service.stats()
+    assert after.documents == before.documents == 1
+    texts = [p.text for p in hashing_service.ask("When did the first crossing sell out?").passages]
+    assert any("sold out" in t for t in texts)
+    assert hashing_service.index.integrity().ok
+
+
+def test_rm_removes_document_entirely(hashing_service, tmp_path):
+    f = write(tmp_path / "ferry.txt", ARTICLE)
+    hashing_service.ingest([str(f), str(SEEDS)], progress=False)
+    key = next(d.doc_key for d in hashing_service.documents() if "Ferry" in d.title)
+    assert hashing_service.remove(key) == ["Harbour Council Approves New Ferry Route"]
+    assert all("Ferry" not in d.title for d in hashing_service.documents())
+    answer = hashing_service.ask("ferry route Northport Carrow seal colony")
+    assert all("ferry" not in p.text.lower() for p in answer.passages)
+    counts = hashing_service.index.store.counts()
+    assert counts["embeddings"] == counts["passages"] or counts["embeddings"] <= counts["passages"]
+    assert hashing_service.index.integrity().ok
+
+
+def test_title_is_context_not_a_passage(hashing_service, tmp_path):
+    hashing_service.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+    passages = hashing_service.index.passages(hashing_service.index.store.passage_ids_and_scopes()[0].tolist())
+    assert passages and all(not p.text.startswith("Harbour Council Approves") for p in passages.values())
+    assert all(p.doc.title == "Harbour Council Approves New Ferry Route" for p in passages.values())
+
+
+def test_passage_and_sentence_offsets_point_into_document(hashing_service, tmp_path):
+    hashing_service.ingest([str(SEEDS)], progress=False)
+    store = hashing_service.index.store
+    rows = store.passages(store.passage_ids_and_scopes()[0].tolist())
+    for row in rows.values():
+        doc_text = store.document_text(row.doc_id)
+        assert doc_text[row.start:row.end] == row.text
+        for s, e in row.sentences:
+            assert row.text[s:e].strip() == row.text[s:e] and row.text[s:e]
+
+
+def test_model_mismatch_is_refused_with_clear_message(tmp_path):
+    home = tmp_path / "idx"
+    make_service(home, dim=64).close()
+    with pytest.raises(IndexMismatch, match="hashing:64"):
+        QAService(Settings(home=home), encoder=HashingEncoder(128))
+
+
+def test_config_is_self_describing(hashing_service):
+    cfg = json.loads((hashing_service.index.home / "config.json").read_text())
+    assert cfg["model"] == "hashing:256" and cfg["dimension"] == 256
+    assert cfg["chunking"]["max_tokens"] > 0 and cfg["schema_version"] == 1
+    assert "answer_threshold" in cfg["retrieval"]
+
+
+def test_second_writer_is_refused(hashing_service, tmp_path):
+    f = write(tmp_path / "ferry.txt", ARTICLE)
+    with FileLock(str(hashing_service.index.home / "writer.lock")):
+        with pytest.raises(IndexBusy, match="Another qabot process is writing"):
+            hashing_service.ingest([str(f)], progress=False)
+    assert hashing_service.stats().documents == 0
+
+
+def test_reader_picks_up_new_state_without_restart(tmp_path):
+    home = tmp_path / "idx"
+    reader = make_service(home)
+    writer = make_service(home)
+    try:
+        assert not reader.ask("ferry route Northport").passages
+        writer.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+        answer = reader.ask("ferry route Northport")
+        assert answer.passages and "ferry" in answer.passages[0].text.lower()
+    finally:
+        reader.close()
+        writer.close()
+
+
+@pytest.mark.parametrize("damage", ["delete_artifacts", "corrupt_dense", "delete_keyword", "stale_generation"])
+def test_caches_rebuilt_from_sqlite_without_reembedding(tmp_path, damage):
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    svc.ingest([str(SEEDS), str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+    svc.close()
+    art = json.loads((home / "artifacts.json").read_text())
+    if damage == "delete_artifacts":
+        (home / "artifacts.json").unlink()
+    elif damage == "corrupt_dense":
+        (home / art["dense"]).write_bytes(b"garbage")
+    elif damage == "delete_keyword":
+        shutil.rmtree(home / art["keyword"])
+    else:
+        (home / "artifacts.json").write_text(json.dumps({**art, "generation": art["generation"] - 1}))
+
+    class CountingEncoder(HashingEncoder):
+        calls = 0
+
+        def encode(self, texts, *, batch_size=64):
+            CountingEncoder.calls += len(texts)
+            return super().encode(texts, batch_size=batch_size)
+
+    index = Index(home, CountingEncoder(256))
+    assert index.integrity().ok
+    assert CountingEncoder.calls == 0, "recovery must use stored embeddings"
+    assert json.loads((home / "artifacts.json").read_text())["generation"] == index.store.generation()
+    index.close()
+
+
+def test_guild_scope_isolation(hashing_service, tmp_path):
+    idx = hashing_service.index
+    a = write(tmp_path / "a.txt", ARTICLE)
+    b = write(tmp_path / "b.txt", ARTICLE.replace("Northport", "Southport").replace("ferry", "tram"))
+    hashing_service.ingest([str(a)], scope=guild_scope(1), progress=False)
+    hashing_service.ingest([str(b)], scope=guild_scope(2), progress=False)
+    hashing_service.ingest([str(SEEDS)], progress=False)
+    for guild, mine, other in ((1, "Northport", "Southport"), (2, "Southport", "Northport")):
+        ans = hashing_service.ask(f"route between {mine} {other} Carrow", k=20, scope=guild_scope(guild))
+        texts = " ".join(p.text for p in ans.passages)
+        assert mine in texts and other not in texts
+    base = hashing_service.ask("route between Northport Southport", k=20)
+    assert all("Northport" not in p.text and "Southport" not in p.text for p in base.passages)
+    qvec = hashing_service.encoder.encode(["Southport tram"])[0]
+    ids, _ = idx.dense_search(qvec, 50, guild_scope(1))
+    owners = {r.doc.scope for r in idx.passages(ids.tolist()).values()}
+    assert guild_scope(2) not in owners and np.all(ids >= 0)
