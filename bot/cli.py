@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from embeddings.errors import QabotError, exit_code, user_message
+from embeddings.errors import InputError, QabotError, exit_code, user_message
 
 SAMPLE_QUESTION = "why did Egypt cut ties with Iran?"
 
@@ -179,6 +179,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from embeddings.config import Settings
+    from embeddings.encoder import load_encoder
+    from embeddings.evaluation import runner
+    from embeddings.evaluation.datasets import abstention_sets, load_dataset, project_root
+
+    settings = Settings.from_env()
+    try:
+        ds = load_dataset(args.dataset, args.split)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:
+        raise InputError(str(exc)) from exc
+    if args.limit:
+        from dataclasses import replace
+
+        ds = replace(ds, questions=ds.questions[: args.limit])
+    encoder = load_encoder(settings.embed_model)
+    cache = Path(args.cache) if args.cache else runner.default_cache_root()
+    if ds.passages is None:
+        index = runner.build_seed_index([project_root() / "seeds"], encoder, cache)
+    else:
+        if args.abstention:
+            ds = abstention_sets(ds)
+        index = runner.build_index(ds, encoder, cache)
+    modes = runner.MODES if args.compare else ("final",)
+    run = runner.evaluate(ds, index, encoder, modes=modes)
+    index.close()
+    if args.plot:
+        runner.plot([run], Path(args.plot))
+    print(json.dumps(run.to_json()) if args.json else runner.format_table(run))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qabot", description="Answers questions from articles, with citations.")
     parser.add_argument("--home", help="index directory (default: $QABOT_HOME or the user data dir)")
@@ -210,6 +242,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stats", help="index size, model and integrity")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
+
+    p = sub.add_parser("eval", help="retrieval and answer metrics on an evaluation set (../shared/eval/...)")
+    p.add_argument("dataset", metavar="DATASET_DIR")
+    p.add_argument("--split", choices=["tune", "heldout", "all"], default="all")
+    p.add_argument("--compare", action="store_true", help="BM25, dense, fusion and the final pipeline side by side")
+    p.add_argument("--abstention", action="store_true",
+                   help="index a seeded half of the articles; questions on the other half must be refused")
+    p.add_argument("--limit", type=int, default=0, help="only the first N questions of the split")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--cache", help="where dataset indexes are cached (default: the user cache dir)")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("demo", help="answer the sample question (used by make run without a terminal)")
     p.set_defaults(func=cmd_demo)

@@ -69,6 +69,9 @@ def validate_question(question: str) -> str:
     return q
 
 
+SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue", "passage_prior")
+
+
 @dataclass(frozen=True)
 class _ScoredSentence:
     passage_id: int
@@ -129,33 +132,50 @@ class Answerer:
                           total_ms=(t3 - t0) * 1e3)
         return Answer(q, found, sentences, hits, confidence, timings)
 
-    def _best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
-                       rows: dict[int, PassageRow]) -> tuple[_ScoredSentence | None, float]:
-        if not cands:
-            return None, 0.0
-        q_terms = set(tokenize([question])[0])
+    def sentence_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
+                          rows: dict[int, PassageRow]) -> list[tuple[int, int, int, np.ndarray]]:
+        """(passage id, start, end, features) for every sentence of the candidate passages.
+
+        Features, in SENTENCE_FEATURES order: cosine to the question; share of question terms in the
+        sentence; share found only in the sentence before it (coreference: "the group" after "the MEK");
+        share of question bigrams in the sentence (phrases like "Iran-Iraq war"); question-type cue (a
+        cause for why, a date for when, a name for who/where); the passage's rank prior."""
+        q_tokens = tokenize([question])[0]
+        q_terms = set(q_tokens)
+        q_bigrams = set(zip(q_tokens, q_tokens[1:], strict=False))
         kind = question_type(question)
         scores = np.array([c.score for c in cands], dtype=np.float32)
-        prior = (scores - scores.min()) / (scores.max() - scores.min()) if scores.max() > scores.min() else \
-            np.ones_like(scores)
-        best: _ScoredSentence | None = None
+        spread = float(scores.max() - scores.min()) if len(scores) else 0.0
+        prior = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
+        out = []
         for cand, p in zip(cands, prior, strict=True):
             row = rows[cand.passage_id]
             if not row.sentences:
                 continue
             sims = self._sentence_vectors(row) @ qvec
-            sent_terms = tokenize([row.text[s:e] for s, e in row.sentences])
             prev: set[str] = set()
-            for (s, e), sim, terms in zip(row.sentences, sims, sent_terms, strict=True):
+            for (s, e), sim, terms in zip(row.sentences, sims, tokenize([row.text[a:b] for a, b in row.sentences]),
+                                          strict=True):
                 own = q_terms & set(terms)
-                # Terms of the sentence before count half: "the group aligned with..." is about the MEK
-                # named one sentence earlier.
                 inherited = (q_terms & prev) - own
-                overlap = (len(own) + 0.5 * len(inherited)) / len(q_terms) if q_terms else 0.0
+                n = max(len(q_terms), 1)
+                bigrams = len(q_bigrams & set(zip(terms, terms[1:], strict=False))) / max(len(q_bigrams), 1)
+                feats = np.array([float(sim), len(own) / n, len(inherited) / n, bigrams,
+                                  _type_match(kind, row.text[s:e]), float(p)], dtype=np.float32)
+                out.append((row.id, s, e, feats))
                 prev = set(terms)
-                score = float(sim) + 0.3 * overlap + 0.1 * _type_match(kind, row.text[s:e]) + 0.1 * float(p)
-                if best is None or score > best.score:
-                    best = _ScoredSentence(row.id, s, e, float(sim), score)
+        return out
+
+    def _best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
+                       rows: dict[int, PassageRow]) -> tuple[_ScoredSentence | None, float]:
+        if not cands:
+            return None, 0.0
+        weights = np.asarray(self.params.sentence_weights, dtype=np.float32)
+        best: _ScoredSentence | None = None
+        for pid, s, e, feats in self.sentence_features(question, qvec, cands, rows):
+            score = float(feats @ weights)
+            if best is None or score > best.score:
+                best = _ScoredSentence(pid, s, e, float(feats[0]), score)
         if best is None:
             return None, 0.0
         top_dense = max(c.dense for c in cands)

@@ -178,9 +178,9 @@ def _paragraph_sentences(text: str, start: int, end: int) -> list[tuple[int, int
         starts = [0]
     starts[0] = 0  # text before the first located segment (if pysbd dropped any) joins the first sentence
     spans: list[tuple[int, int]] = []
-    for i, s in enumerate(starts):
-        e = starts[i + 1] if i + 1 < len(starts) else n
-        s2, e2 = _strip_span(para, s, e)
+    for i, a in enumerate(starts):
+        b = starts[i + 1] if i + 1 < len(starts) else n
+        s2, e2 = _strip_span(para, a, b)
         if s2 < e2:
             spans.append((start + s2, start + e2))
     return spans

@@ -212,7 +212,7 @@ class _DeadlineSocket(io.RawIOBase):
         return True
 
     def readinto(self, buf: Any) -> int:
-        self._sock.settimeout(0.9)
+        self._sock.settimeout(None)
         return self._sock.recv_into(buf)
 
     def sendall(self, data: bytes) -> None:

@@ -15,7 +15,6 @@ from embeddings.encoder import HashingEncoder
 from embeddings.errors import IndexBusy, IndexMismatch
 from embeddings.index import Index, guild_scope
 from embeddings.service import QAService
-
 from tests.support import SEEDS, make_service
 
 ARTICLE = """Harbour Council Approves New Ferry Route

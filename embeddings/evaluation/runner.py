@@ -1,0 +1,176 @@
+"""Run an evaluation set through the production encoder, indexes, retriever and answerer.
+
+Dataset passages are indexed as given (one passage each, not re-chunked), in an index directory cached by
+the content hash of the passages and the model, so a second run costs no embedding."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..answer import Answerer
+from ..chunking import split_sentences
+from ..config import RetrievalParams
+from ..encoder import Encoder
+from ..index import Index, keyword_text, now_iso
+from ..store import NewDocument, NewPassage
+from .datasets import EvalDataset, EvalQuestion
+from .metrics import MetricAccumulator
+
+MODES = ("bm25", "dense", "fusion", "final")
+
+
+def default_cache_root() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("qabot", appauthor=False)) / "eval"
+
+
+def _dataset_key(ds: EvalDataset, model: str) -> str:
+    h = hashlib.sha256(model.encode())
+    for p in ds.passages or ():
+        h.update(f"\0{p.id}\0{p.title}\0{p.text}".encode())
+    return h.hexdigest()[:16]
+
+
+def build_index(ds: EvalDataset, encoder: Encoder, cache_root: Path, *, progress: bool | None = None) -> Index:
+    assert ds.passages is not None
+    home = cache_root / f"{ds.name}-{_dataset_key(ds, encoder.name)}"
+    index = Index(home, encoder)
+    have = {d.source for d in index.store.documents()}
+    todo = [p for p in ds.passages if f"eval:{p.id}" not in have]
+    if todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="passage", desc=f"Indexing {ds.name}", file=sys.stderr,
+                   disable=(not sys.stderr.isatty()) if progress is None else not progress)
+        with index.writer() as writer:
+            for i in range(0, len(todo), 256):
+                part = todo[i:i + 256]
+                inputs = [keyword_text(p.title, p.text) for p in part]
+                vecs = encoder.encode(inputs)
+                docs, vectors = [], {}
+                for p, text, vec in zip(part, inputs, vecs, strict=True):
+                    h = hashlib.sha256(f"{encoder.name}\0{text}".encode()).hexdigest()[:32]
+                    vectors[h] = vec
+                    sents = tuple((s.start, s.end) for s in split_sentences(p.text)) or ((0, len(p.text)),)
+                    docs.append(NewDocument(
+                        doc_key=hashlib.sha1(p.id.encode()).hexdigest()[:12], scope="", source=f"eval:{p.id}",
+                        title=p.title, outlet=None, published=None, ingested_at=now_iso(),
+                        content_hash=h, text=p.text,
+                        passages=(NewPassage(0, 1, 0, len(p.text), p.text, h, sents),),
+                    ))
+                writer.put_documents(docs, vectors)
+                bar.update(len(part))
+        bar.close()
+    return index
+
+
+def build_seed_index(seed_dirs: list[Path], encoder: Encoder, cache_root: Path) -> Index:
+    """The seed set has no passages file: ingest the seed articles through the production ingest path."""
+    from ..ingest import Ingestor
+
+    h = hashlib.sha256(encoder.name.encode())
+    for d in seed_dirs:
+        for f in sorted(d.rglob("*.txt")):
+            h.update(f.read_bytes())
+    index = Index(cache_root / f"seed-{h.hexdigest()[:16]}", encoder)
+    Ingestor(index).ingest([str(d) for d in seed_dirs], progress=False)
+    return index
+
+
+@dataclass
+class EvalRun:
+    dataset: str
+    split_rule: str
+    rows: dict[str, dict[str, Any]]  # mode -> metrics
+
+    def to_json(self) -> dict[str, Any]:
+        final = self.rows.get("final") or next(iter(self.rows.values()))
+        out = dict(final)
+        out.update(dataset=self.dataset, split=self.split_rule)
+        if len(self.rows) > 1:
+            out["compare"] = self.rows
+        return out
+
+
+def evaluate(ds: EvalDataset, index: Index, encoder: Encoder, *, modes: tuple[str, ...] = ("final",),
+             params: RetrievalParams | None = None, progress: bool | None = None,
+             on_answer: Callable[[EvalQuestion, Any], None] | None = None) -> EvalRun:
+    from tqdm import tqdm
+
+    params = params or index.config.retrieval
+    answerer = Answerer(index, encoder, params)
+    all_ids, _ = index.store.passage_ids_and_scopes()
+    rows = index.passages(all_ids.tolist())
+    eval_id = {pid: r.doc.source.removeprefix("eval:") for pid, r in rows.items()}
+    results: dict[str, dict[str, Any]] = {}
+    qvecs = encoder.encode([q.question for q in ds.questions])
+    for mode in modes:
+        acc = MetricAccumulator()
+        bar = tqdm(ds.questions, desc=f"{ds.name} {mode}", unit="q", file=sys.stderr,
+                   disable=(not sys.stderr.isatty()) if progress is None else not progress)
+        for q, qvec in zip(bar, qvecs, strict=False):
+            t0 = time.perf_counter()
+            if mode == "final":
+                ans = answerer.answer(q.question, k=10)
+                ranked = [p.passage_id for p in ans.passages]
+                latency = ans.timings.total_ms
+                acc.add(q, [eval_id.get(i, "") for i in ranked], ranked_texts=[p.text for p in ans.passages],
+                        answer_sentence=ans.text if ans.found else None, abstained=not ans.found,
+                        latency_ms=latency)
+                if on_answer:
+                    on_answer(q, ans)
+            else:
+                cands = answerer.retriever.search(q.question, qvec, 10, mode=mode)
+                latency = (time.perf_counter() - t0) * 1e3
+                ids = [c.passage_id for c in cands]
+                texts = [rows[i].text if i in rows else "" for i in ids]
+                acc.add(q, [eval_id.get(i, "") for i in ids], ranked_texts=texts, latency_ms=latency)
+        results[mode] = acc.result()
+    return EvalRun(ds.name, ds.split_rule, results)
+
+
+def format_table(run: EvalRun) -> str:
+    keys = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "answer_hit", "abstention_accuracy",
+            "latency_ms_p50", "latency_ms_p95"]
+    short = ["R@1", "R@5", "R@10", "MRR@10", "nDCG@10", "ans-hit", "abstain", "p50 ms", "p95 ms"]
+    lines = [f"{run.dataset} — {run.split_rule}", f"{'mode':8}" + "".join(f"{s:>9}" for s in short)]
+    for mode, m in run.rows.items():
+        cells = []
+        for k in keys:
+            v = m.get(k)
+            cells.append(f"{'—':>9}" if v is None else f"{v:9.3f}" if "latency" not in k else f"{v:9.1f}")
+        lines.append(f"{mode:8}" + "".join(cells) + f"   (n={m['n_questions']})")
+    return "\n".join(lines)
+
+
+def plot(runs: list[EvalRun], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover
+        from ..errors import QabotError
+
+        raise QabotError("--plot needs matplotlib: pip install matplotlib") from exc
+    metrics = ["recall@1", "recall@5", "ndcg@10", "answer_hit"]
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4), squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        modes = list(run.rows)
+        width = 0.8 / len(modes)
+        for i, mode in enumerate(modes):
+            vals = [run.rows[mode].get(m) or 0.0 for m in metrics]
+            ax.bar([j + i * width for j in range(len(metrics))], vals, width, label=mode)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(metrics))], metrics)
+        ax.set_ylim(0, 1)
+        ax.set_title(run.dataset)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,48 @@
+"""The real model over seeds/, driven by ../shared/eval/seed/questions.jsonl: the product's acceptance set."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support import SHARED_EVAL
+
+SEED_QUESTIONS = SHARED_EVAL / "seed" / "questions.jsonl"
+pytestmark = [pytest.mark.model,
+              pytest.mark.skipif(not SEED_QUESTIONS.exists(), reason=f"{SEED_QUESTIONS} not present")]
+
+
+def _questions() -> list[dict]:
+    if not SEED_QUESTIONS.exists():
+        return []
+    return [json.loads(line) for line in SEED_QUESTIONS.read_text().splitlines() if line.strip()]
+
+
+def test_egypt_iran_example_puts_sadat_shah_sentence_first(seed_service):
+    answer = seed_service.ask("why did Egypt cut ties with Iran?")
+    assert answer.found
+    first = answer.sentences[0].text
+    assert "Sadat" in first and "Shah" in first
+    assert "Egypt severed diplomatic ties with Iran" in answer.passages[0].text
+    cite = answer.passages[0].citation
+    assert cite.title.startswith("Iran’s Supreme Leader") and cite.paragraph == 6
+    s = answer.sentences[0]
+    assert answer.passages[0].text[s.start:s.end] == s.text
+
+
+@pytest.mark.parametrize("row", [q for q in _questions() if q["answerable"]], ids=lambda q: q["id"])
+def test_answerable_seed_question_is_answered(seed_service, row):
+    answer = seed_service.ask(row["question"])
+    assert answer.found, f"refused with confidence {answer.confidence:.3f}"
+    text = answer.text.lower()
+    missing = [w for w in row["answer_contains"] if w.lower() not in text]
+    assert not missing, f"answer {answer.text!r} lacks {missing}"
+    assert any(row["gold_passage_contains"] in p.text for p in answer.passages[:3])
+
+
+@pytest.mark.parametrize("row", [q for q in _questions() if not q["answerable"]], ids=lambda q: q["id"])
+def test_unanswerable_seed_question_is_refused(seed_service, row):
+    answer = seed_service.ask(row["question"])
+    assert not answer.found and answer.text == "" and answer.sentences == ()
+    assert answer.to_json()["answer"] == ""
