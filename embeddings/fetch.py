@@ -212,7 +212,7 @@ class _DeadlineSocket(io.RawIOBase):
         return True
 
     def readinto(self, buf: Any) -> int:
-        self._sock.settimeout(None)
+        self._sock.settimeout(_remaining(self._deadline))
         return self._sock.recv_into(buf)
 
     def sendall(self, data: bytes) -> None:

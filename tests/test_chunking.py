@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,11 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the project is not installed into the venv; import it from the checkout
-    sys.path.insert(0, str(ROOT))
 
-from embeddings import chunking  # noqa: E402
-from embeddings.chunking import (  # noqa: E402
+from embeddings import chunking
+from embeddings.chunking import (
     Chunk,
     ChunkSettings,
     SentenceSpan,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import string
-import sys
 import textwrap
 from pathlib import Path
 
@@ -12,12 +11,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the project is not installed into the venv; import it from the checkout
-    sys.path.insert(0, str(ROOT))
 
-from embeddings import extract as ex  # noqa: E402
-from embeddings.errors import EmptyDocument, InputError, UnsupportedInput  # noqa: E402
-from embeddings.extract import ExtractedArticle, decode_text, extract, kind_for_path  # noqa: E402
+from embeddings import extract as ex
+from embeddings.errors import EmptyDocument, InputError, UnsupportedInput
+from embeddings.extract import ExtractedArticle, decode_text, extract, kind_for_path
 
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"
 
