@@ -9,8 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from embeddings import chunking
 from embeddings.chunking import (
     Chunk,
@@ -20,6 +18,8 @@ from embeddings.chunking import (
     paragraph_spans,
     split_sentences,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"
 

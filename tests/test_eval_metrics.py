@@ -12,8 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from embeddings.evaluation import (
     RESULT_KEYS,
     EvalQuestion,
@@ -31,10 +29,12 @@ from embeddings.evaluation import (
     recall_at_k,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 EVAL_ROOT = ROOT.parent / "shared" / "eval"
 needs_eval = pytest.mark.skipif(
     not (EVAL_ROOT / "squad_v1_dev").is_dir(), reason=f"shared eval data absent at {EVAL_ROOT}"
 )
+
 
 
 # ----------------------------------------------------------------------------------------- vs ranx

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from embeddings import extract as ex
 from embeddings.errors import EmptyDocument, InputError, UnsupportedInput
 from embeddings.extract import ExtractedArticle, decode_text, extract, kind_for_path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"
 

@@ -20,11 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
 from embeddings import fetch
 from embeddings.errors import FetchError, InputError
 from embeddings.fetch import FetchedPage, fetch_url, is_public_address
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(30)  # a regression in the deadline should fail, not hang the suite
 
