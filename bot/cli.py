@@ -211,6 +211,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the Discord bot until stopped (Ctrl-C). Needs DISCORD_TOKEN."""
+    import asyncio
+    import logging
+
+    from bot.settings import BotSettings
+
+    bot_settings = BotSettings.from_env()
+    bot_settings.require_token()  # fail before loading the model
+    from bot.app import run_bot
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    svc = _service(args)
+    try:
+        asyncio.run(run_bot(svc, bot_settings))
+    finally:
+        svc.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qabot", description="Answers questions from articles, with citations.")
     parser.add_argument("--home", help="index directory (default: $QABOT_HOME or the user data dir)")
@@ -254,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png")
     p.add_argument("--cache", help="where dataset indexes are cached (default: the user cache dir)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="answer the sample question (used by make run without a terminal)")
     p.set_defaults(func=cmd_demo)

@@ -1,0 +1,68 @@
+"""The Discord client: a commands.Bot with the QAService and BotSettings injected (no globals)."""
+
+from __future__ import annotations
+
+import logging
+
+import discord
+from discord.ext import commands
+
+from embeddings.errors import QabotError
+from embeddings.service import QAService
+
+from .settings import BotSettings
+
+log = logging.getLogger(__name__)
+
+BAD_TOKEN = (
+    "Discord rejected the token (DISCORD_TOKEN). Copy a fresh one from "
+    "https://discord.com/developers/applications (your app → Bot → Reset Token)."
+)
+NEEDS_MESSAGE_CONTENT = (
+    "Discord refused the Message Content intent, which qabot needs to read questions in channels. "
+    "Enable it at https://discord.com/developers/applications (your app → Bot → Privileged Gateway "
+    "Intents → Message Content Intent), then start qabot again. Slash commands (/ask) work without it."
+)
+
+
+def bot_intents() -> discord.Intents:
+    intents = discord.Intents.default()
+    intents.message_content = True
+    return intents
+
+
+class QABot(commands.Bot):
+    def __init__(self, service: QAService, settings: BotSettings) -> None:
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=bot_intents(),
+            help_command=None,
+            allowed_mentions=discord.AllowedMentions.none(),
+            guild_ready_timeout=settings.guild_ready_timeout,
+        )
+        self.service = service
+        self.settings = settings
+
+    async def setup_hook(self) -> None:
+        # One-time setup (on_ready fires again after reconnects). The command tree is not synced here:
+        # syncing is rate limited, so it is done on demand.
+        from .cog import AskCog
+
+        await self.add_cog(AskCog(self, self.service, self.settings))
+
+    async def on_message(self, message: discord.Message) -> None:
+        # No prefix commands: AskCog's listener handles messages, so don't parse them as commands.
+        return
+
+
+async def run_bot(service: QAService, settings: BotSettings) -> None:
+    """Run until closed. Discord's refusals become QabotErrors a user can act on."""
+    token = settings.require_token()
+    bot = QABot(service, settings)
+    try:
+        async with bot:
+            await bot.start(token)
+    except discord.LoginFailure as exc:
+        raise QabotError(BAD_TOKEN) from exc
+    except discord.PrivilegedIntentsRequired as exc:
+        raise QabotError(NEEDS_MESSAGE_CONTENT) from exc
