@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch first and pinned: pip takes the CPU build from this machine's disk; unpinned it pulls CUDA.
 TORCH := torch==2.13.0
 
-.PHONY: run test setup index lint eval bench clean
+.PHONY: run test setup index lint eval bench bench-discord clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bot embeddings tests
+
+# The Discord bot under load (not a test): 50 questions at once against the loopback fake, real model.
+bench-discord: $(STAMP)
+	$(BIN)/python bench/discord_load.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

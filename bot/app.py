@@ -32,7 +32,7 @@ def bot_intents() -> discord.Intents:
 
 
 class QABot(commands.Bot):
-    def __init__(self, service: QAService, settings: BotSettings) -> None:
+    def __init__(self, service: QAService | None, settings: BotSettings) -> None:
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=bot_intents(),
@@ -46,9 +46,11 @@ class QABot(commands.Bot):
     async def setup_hook(self) -> None:
         # One-time setup (on_ready fires again after reconnects). The command tree is not synced here:
         # syncing is rate limited, so it is done on demand.
+        from .admin import AdminCog
         from .cog import AskCog
 
         await self.add_cog(AskCog(self, self.service, self.settings))
+        await self.add_cog(AdminCog(self, self.service, self.settings))
 
     async def on_message(self, message: discord.Message) -> None:
         # No prefix commands: AskCog's listener handles messages, so don't parse them as commands.
@@ -66,3 +68,18 @@ async def run_bot(service: QAService, settings: BotSettings) -> None:
         raise QabotError(BAD_TOKEN) from exc
     except discord.PrivilegedIntentsRequired as exc:
         raise QabotError(NEEDS_MESSAGE_CONTENT) from exc
+
+
+async def sync_commands(settings: BotSettings, guild_id: int | None = None) -> list[str]:
+    """`qabot sync`: log in over REST only (no gateway, no index), sync the slash commands, log out.
+    Returns the synced command names."""
+    from .admin import sync_tree
+
+    token = settings.require_token()
+    bot = QABot(None, settings)  # describing the commands needs no service
+    try:
+        async with bot:
+            await bot.login(token)
+            return await sync_tree(bot, guild_id)
+    except discord.LoginFailure as exc:
+        raise QabotError(BAD_TOKEN) from exc

@@ -231,6 +231,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_feedback_export(args: argparse.Namespace) -> int:
+    """Readers' thumbs up/down as eval questions (shared/eval/seed format); mapping in embeddings/feedback.py."""
+    svc = _service(args, create=False)
+    try:
+        rows = svc.export_feedback(include_unlabelled=args.include_unlabelled)
+    finally:
+        svc.close()
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    if args.out and args.out != "-":
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"{len(rows)} questions written to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """Register the slash commands with Discord (globally, or in one server at once), then exit."""
+    import asyncio
+
+    from bot.settings import BotSettings
+
+    bot_settings = BotSettings.from_env()
+    bot_settings.require_token()
+    from bot.app import sync_commands
+
+    names = asyncio.run(sync_commands(bot_settings, args.guild))
+    where = f"to server {args.guild}" if args.guild else "globally"
+    print(f"synced {len(names)} commands {where}: {', '.join('/' + n for n in names)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qabot", description="Answers questions from articles, with citations.")
     parser.add_argument("--home", help="index directory (default: $QABOT_HOME or the user data dir)")
@@ -277,6 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("sync", help="register the bot's slash commands with Discord (needs DISCORD_TOKEN)")
+    p.add_argument("--guild", type=int, metavar="ID", help="only this server (shows at once); default: global")
+    p.set_defaults(func=cmd_sync)
+
+    p = sub.add_parser("feedback", help="readers' thumbs up/down on Discord answers")
+    fsub = p.add_subparsers(dest="feedback_command", required=True, metavar="ACTION")
+    p = fsub.add_parser("export", help="write votes as eval questions (JSON lines, shared/eval/seed format)")
+    p.add_argument("--out", metavar="FILE", help="output file (default: standard output)")
+    p.add_argument("--include-unlabelled", action="store_true",
+                   help="also write thumbs-down questions (answerable: null, needs_review: true)")
+    p.set_defaults(func=cmd_feedback_export)
 
     p = sub.add_parser("demo", help="answer the sample question (used by make run without a terminal)")
     p.set_defaults(func=cmd_demo)

@@ -17,6 +17,7 @@ from embeddings.index import guild_scope
 from embeddings.models import Answer
 from embeddings.service import QAService
 
+from .admin import owner_command
 from .render import render_answer, render_sources, to_embed, trim
 from .settings import BotSettings
 
@@ -34,15 +35,47 @@ def cooldown_notice(retry_after: float) -> str:
 
 
 class SourcesView(discord.ui.View):
-    """A "Sources" button under an answer: shows the closest passages to whoever clicks, privately."""
+    """Under an answer: "Sources" (the closest passages, privately, to whoever clicks) and thumbs up /
+    down (stored via QAService.record_feedback; a second vote by the same user replaces the first)."""
 
-    def __init__(self, answer: Answer, timeout: float = 900.0) -> None:
+    def __init__(self, answer: Answer, service: QAService | None = None, timeout: float = 900.0) -> None:
         super().__init__(timeout=timeout)
         self.answer = answer
+        self.service = service
+        if service is None:  # nothing to store votes in: Sources only
+            self.remove_item(self.vote_up)
+            self.remove_item(self.vote_down)
 
     @discord.ui.button(label="Sources", style=discord.ButtonStyle.secondary, custom_id="qabot:sources")
     async def sources(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
         await interaction.response.send_message(embed=to_embed(render_sources(self.answer)), ephemeral=True)
+
+    @discord.ui.button(emoji="\N{THUMBS UP SIGN}", style=discord.ButtonStyle.secondary, custom_id="qabot:vote:up")
+    async def vote_up(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._vote(interaction, 1)
+
+    @discord.ui.button(emoji="\N{THUMBS DOWN SIGN}", style=discord.ButtonStyle.secondary,
+                       custom_id="qabot:vote:down")
+    async def vote_down(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
+        await self._vote(interaction, -1)
+
+    async def _vote(self, interaction: discord.Interaction, vote: int) -> None:
+        assert self.service is not None
+        key = str(interaction.message.id if interaction.message is not None else interaction.id)
+        try:
+            replaced = await asyncio.to_thread(
+                self.service.record_feedback, answer_key=key, user_id=interaction.user.id, answer=self.answer,
+                vote=vote, scope=guild_scope(interaction.guild_id))
+        except Exception as exc:  # noqa: BLE001 - the reader gets a message either way
+            log.exception("storing feedback failed")
+            await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
+            return
+        await interaction.response.send_message(feedback_thanks(vote, replaced), ephemeral=True)
+
+
+def feedback_thanks(vote: int, replaced: bool) -> str:
+    thumb = "\N{THUMBS UP SIGN}" if vote > 0 else "\N{THUMBS DOWN SIGN}"
+    return f"Thanks, your vote is now {thumb}." if replaced else f"Thanks for the {thumb}, it helps improve qabot."
 
 
 class AskCog(commands.Cog):
@@ -78,13 +111,12 @@ class AskCog(commands.Cog):
         self._last_ask[user_id] = now
         return 0.0
 
-    @staticmethod
-    def _payload(result: Answer | str) -> dict[str, object]:
+    def _payload(self, result: Answer | str) -> dict[str, object]:
         if isinstance(result, str):
             return {"content": trim(result, 2000)}
         payload: dict[str, object] = {"embed": to_embed(render_answer(result))}
         if result.passages:
-            payload["view"] = SourcesView(result)
+            payload["view"] = SourcesView(result, self.service)
         return payload
 
     # ---- /ask ------------------------------------------------------------------------------------
@@ -127,6 +159,8 @@ class AskCog(commands.Cog):
         question = self._question(message)
         if not question:
             await message.reply(EMPTY_QUESTION, mention_author=False)
+            return
+        if await owner_command(self.bot, message, question):
             return
         wait = self.retry_after(message.author.id)
         if wait:

@@ -48,6 +48,7 @@ class BotSettings:
     cooldown_seconds: float = 10.0
     max_concurrent: int = 2
     guild_ready_timeout: float = 2.0
+    max_upload_mb: float = 2.0  # /ingest file: attachments over this are refused before download
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BotSettings:
@@ -58,7 +59,12 @@ class BotSettings:
             cooldown_seconds=_number(env, "QABOT_COOLDOWN_SECONDS", 10.0, 0.0),
             max_concurrent=int(_number(env, "QABOT_MAX_CONCURRENT", 2, 1, int)),
             guild_ready_timeout=_number(env, "QABOT_GUILD_READY_TIMEOUT", 2.0, 0.0),
+            max_upload_mb=_number(env, "QABOT_MAX_UPLOAD_MB", 2.0, 0.001),
         )
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * 1024 * 1024)
 
     def require_token(self) -> str:
         """The token, or a QabotError saying how to get one (only running the bot needs it)."""

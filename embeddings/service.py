@@ -54,3 +54,37 @@ class QAService:
 
     def close(self) -> None:
         self.index.close()
+
+    # ---- added for the Discord bot (feedback, uploads); the methods above are unchanged ----------
+
+    def _feedback(self):
+        from .feedback import FeedbackStore
+
+        # A short-lived connection per call: votes are rare, and nothing has to be closed with the service.
+        return FeedbackStore(self.index.home / self.index.DB)
+
+    def record_feedback(self, *, answer_key: str, user_id: int | str, answer: Answer, vote: int,
+                        scope: str = BASE_SCOPE) -> bool:
+        """A reader's vote (+1 / -1) on an answer; a second vote by the same user on it replaces the first
+        (returns True then). Only a salted hash of ``user_id`` is stored."""
+        best = answer.best_passage
+        store = self._feedback()
+        try:
+            return store.record(answer_key=answer_key, user_id=user_id, scope=scope, question=answer.question,
+                                answer=answer.text, found=answer.found,
+                                passage_ids=[p.passage_id for p in answer.passages],
+                                cited_passage=best.text if best is not None else "", vote=vote)
+        finally:
+            store.close()
+
+    def export_feedback(self, *, include_unlabelled: bool = False) -> list[dict]:
+        """Votes as eval questions (the shared/eval/seed format); see embeddings.feedback for the mapping."""
+        store = self._feedback()
+        try:
+            return store.export(include_unlabelled=include_unlabelled)
+        finally:
+            store.close()
+
+    def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str = BASE_SCOPE) -> IngestReport:
+        """An uploaded file (e.g. a Discord attachment) as one document; ``source`` is its identity."""
+        return self.ingestor.ingest_bytes(data, name=name, source=source, kind=kind, scope=scope)

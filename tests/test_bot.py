@@ -324,8 +324,9 @@ async def test_sources_button_shows_closest_passages(fake: FakeDiscord, service)
     async with fake.running(QABot(service, settings())):
         _, req = await ask_by_mention(fake, QUESTION)
         (row,) = req.json["components"]
-        (button,) = row["components"]
+        button, up, down = row["components"]  # Sources, then the feedback thumbs next to it
         assert button["label"] == "Sources"
+        assert (up["emoji"]["name"], down["emoji"]["name"]) == ("\N{THUMBS UP SIGN}", "\N{THUMBS DOWN SIGN}")
         since = len(fake.requests)
         await fake.component_click(int(req.response["id"]), button["custom_id"])
         cb = await fake.wait_for_request("POST", "/callback", since=since)

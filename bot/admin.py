@@ -1,0 +1,228 @@
+"""Server admins' commands: /ingest, /forget, /stats, and the owner's on-demand command-tree sync.
+
+Permissions are checked here, in code, from ``interaction.permissions`` (what Discord computed for the
+member in this channel): ``default_permissions`` only hides the commands in the client and can be changed
+by any server admin. A server's documents go to its own scope (``guild_scope``): they are visible only
+there, and /forget can only touch them, never the shared corpus or another server's documents."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from embeddings.errors import QabotError, user_message
+from embeddings.extract import kind_for_path
+from embeddings.index import BASE_SCOPE, guild_scope
+from embeddings.ingest import IngestReport
+from embeddings.service import QAService
+
+from .render import escape_markdown, trim
+from .settings import BotSettings
+
+if TYPE_CHECKING:
+    from .app import QABot
+
+log = logging.getLogger(__name__)
+
+UPLOAD_TYPES = (".txt", ".md", ".markdown", ".html", ".htm")
+NEEDS_MANAGE_SERVER = "Only members with the **Manage Server** permission can change this server's articles."
+GUILD_ONLY = "This command works in a server, not in direct messages."
+ONE_SOURCE = "Give one of `url:` (an http(s) address) or `file:` (a .txt, .md or .html attachment)."
+
+
+def can_manage(interaction: discord.Interaction) -> bool:
+    """Manage Server (or Administrator) in this guild, from the permissions Discord sent with the interaction."""
+    if interaction.guild_id is None:
+        return False
+    perms = interaction.permissions
+    return perms.manage_guild or perms.administrator
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MB" if n >= 2**20 else f"{n / 2**10:.0f} KB"
+
+
+def format_report(report: IngestReport) -> str:
+    lines = []
+    for o in report.outcomes:
+        title = escape_markdown(trim(o.title, 200))
+        if o.status == "unchanged":
+            lines.append(f"Already indexed, unchanged: **{title}** ({o.passages} passages).")
+        elif o.status == "duplicate":
+            lines.append(f"Already indexed under another name: **{title}**.")
+        else:
+            lines.append(f"{o.status.capitalize()}: **{title}**, {o.passages} passages. Ask away with /ask.")
+    for f in report.failures:
+        lines.append(f"Could not ingest {escape_markdown(trim(f.name, 200))}: {f.message}")
+    return "\n".join(lines) or "Nothing was ingested."
+
+
+class AdminCog(commands.Cog):
+    def __init__(self, bot: QABot | commands.Bot, service: QAService, settings: BotSettings) -> None:
+        self.bot = bot
+        self.service = service
+        self.settings = settings
+
+    async def _refuse_unless_manager(self, interaction: discord.Interaction) -> bool:
+        """True (and an ephemeral refusal sent) when the member may not manage this server's articles."""
+        if interaction.guild_id is None:
+            await interaction.response.send_message(GUILD_ONLY, ephemeral=True)
+            return True
+        if not can_manage(interaction):
+            await interaction.response.send_message(NEEDS_MANAGE_SERVER, ephemeral=True)
+            return True
+        return False
+
+    # ---- /ingest ---------------------------------------------------------------------------------
+
+    @app_commands.command(name="ingest", description="Add an article to this server's index (Manage Server)")
+    @app_commands.describe(url="http(s) address of an article", file="a .txt, .md or .html file (up to 2 MB)")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def ingest(self, interaction: discord.Interaction, url: str | None = None,
+                     file: discord.Attachment | None = None) -> None:
+        if await self._refuse_unless_manager(interaction):
+            return
+        if (url is None) == (file is None):
+            await interaction.response.send_message(ONE_SOURCE, ephemeral=True)
+            return
+        kind = ""
+        if file is not None:  # refuse before downloading anything
+            suffix = PurePosixPath(file.filename).suffix.lower()
+            if suffix not in UPLOAD_TYPES:
+                await interaction.response.send_message(
+                    f"`{trim(file.filename, 100)}` is not a supported file: use {', '.join(UPLOAD_TYPES)}.",
+                    ephemeral=True)
+                return
+            if file.size > self.settings.max_upload_bytes:
+                await interaction.response.send_message(
+                    f"`{trim(file.filename, 100)}` is {_size(file.size)}; the limit is "
+                    f"{_size(self.settings.max_upload_bytes)}.", ephemeral=True)
+                return
+            kind = kind_for_path(file.filename)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        scope = guild_scope(interaction.guild_id)
+        try:
+            if file is not None:
+                name = file.filename
+                await interaction.edit_original_response(content=f"Downloading `{trim(name, 100)}`…")
+                data = await file.read()
+                if len(data) > self.settings.max_upload_bytes:  # the size Discord announced was wrong
+                    raise QabotError(f"{name} is over the {_size(self.settings.max_upload_bytes)} limit")
+                await interaction.edit_original_response(content=f"Indexing `{trim(name, 100)}`…")
+                report = await asyncio.to_thread(self.service.ingest_bytes, data, name=name,
+                                                 source=f"upload:{name}", kind=kind, scope=scope)
+            else:
+                assert url is not None
+                await interaction.edit_original_response(content=f"Fetching and indexing <{trim(url, 500)}>…")
+                report = await asyncio.to_thread(self.service.ingest, [url.strip()], scope=scope, progress=False)
+        except discord.HTTPException as exc:
+            text = f"Could not download the attachment from Discord ({exc.status}); please try again."
+        except Exception as exc:  # noqa: BLE001 - IndexBusy, fetch errors, bugs: all become user text
+            if not isinstance(exc, QabotError):
+                log.exception("ingest failed")
+            text = user_message(exc)
+        else:
+            text = format_report(report)
+        await interaction.edit_original_response(content=trim(text, 2000))
+
+    # ---- /forget ---------------------------------------------------------------------------------
+
+    @app_commands.command(name="forget", description="Remove one of this server's articles (Manage Server)")
+    @app_commands.describe(document="start typing its title")
+    @app_commands.default_permissions(manage_guild=True)
+    @app_commands.guild_only()
+    async def forget(self, interaction: discord.Interaction, document: str) -> None:
+        if await self._refuse_unless_manager(interaction):
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        scope = guild_scope(interaction.guild_id)
+        try:
+            own = await asyncio.to_thread(self.service.documents, scope)
+            if not any(document in (d.doc_key, d.title, d.source) for d in own):
+                text = (f"No article of this server matches `{trim(document, 200)}`: pick one from the list "
+                        "that appears while typing (only articles added with /ingest here can be removed).")
+            else:
+                removed = await asyncio.to_thread(self.service.remove, document, scope=scope)
+                text = "Removed: " + ", ".join(f"**{escape_markdown(trim(t, 200))}**" for t in removed)
+        except Exception as exc:  # noqa: BLE001
+            if not isinstance(exc, QabotError):
+                log.exception("forget failed")
+            text = user_message(exc)
+        await interaction.edit_original_response(content=trim(text, 2000))
+
+    @forget.autocomplete("document")
+    async def forget_autocomplete(self, interaction: discord.Interaction,
+                                  current: str) -> list[app_commands.Choice[str]]:
+        if not can_manage(interaction):
+            return []
+        docs = await asyncio.to_thread(self.service.documents, guild_scope(interaction.guild_id))
+        needle = current.casefold().strip()
+        hits = [d for d in reversed(docs) if needle in d.title.casefold() or needle == d.doc_key]
+        return [app_commands.Choice(name=trim(d.title or d.source, 100) or d.doc_key, value=d.doc_key)
+                for d in hits[:25]]
+
+    # ---- /stats ----------------------------------------------------------------------------------
+
+    @app_commands.command(name="stats", description="What qabot knows here: articles, passages, model")
+    async def stats(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        text = await asyncio.to_thread(self.stats_text, interaction.guild_id)
+        await interaction.edit_original_response(content=trim(text, 2000))
+
+    def stats_text(self, guild_id: int | None) -> str:
+        base = self.service.documents(BASE_SCOPE)
+        own = self.service.documents(guild_scope(guild_id)) if guild_id is not None else []
+        cfg = self.service.index.config
+        lines = []
+        if guild_id is not None:
+            lines.append(f"**This server:** {len(own)} documents, {sum(d.passages for d in own)} passages")
+        lines += [
+            f"**Shared articles:** {len(base)} documents, {sum(d.passages for d in base)} passages",
+            f"**Model:** {cfg.model} ({cfg.dimension} dimensions)",
+            f"**Index size:** {_size(self.service.index.disk_bytes())}",
+        ]
+        return "\n".join(lines)
+
+
+# ---- command tree sync (never on start: it is rate limited) --------------------------------------
+
+
+async def sync_tree(bot: commands.Bot, guild_id: int | None = None) -> list[str]:
+    """Sync the slash commands globally, or to one guild (copied there, shown at once). Returns their names."""
+    if guild_id is None:
+        synced = await bot.tree.sync()
+    else:
+        guild = discord.Object(id=guild_id)
+        bot.tree.copy_global_to(guild=guild)
+        synced = await bot.tree.sync(guild=guild)
+    return [c.name for c in synced]
+
+
+async def owner_command(bot: commands.Bot, message: discord.Message, text: str) -> bool:
+    """`@qabot sync` (global) or `@qabot sync here` (this server) from the application's owner.
+    Returns True when the message was such a command (anyone else's "sync" is just a question)."""
+    words = text.lower().split()
+    if not words or words[0] != "sync" or words[1:] not in ([], ["here"]):
+        return False
+    if not await bot.is_owner(message.author):
+        return False
+    here = words[1:] == ["here"]
+    if here and message.guild is None:
+        await message.reply("`sync here` works in a server; `sync` alone syncs globally.", mention_author=False)
+        return True
+    try:
+        names = await sync_tree(bot, message.guild.id if here and message.guild else None)
+    except discord.HTTPException as exc:
+        await message.reply(f"Sync failed: {trim(str(exc), 1800)}", mention_author=False)
+        return True
+    where = "to this server" if here else "globally"
+    await message.reply(f"Synced {len(names)} commands {where}: {', '.join('/' + n for n in names)}",
+                        mention_author=False)
+    return True

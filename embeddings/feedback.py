@@ -1,0 +1,153 @@
+"""Readers' votes on answers (thumbs up / down), kept next to the index in qabot.sqlite3.
+
+Own table and own connection (the database is already in WAL mode, so votes never wait for an ingest).
+Users are stored only as sha256(salt + user id), with a random salt created once per index: the raw id
+never reaches the disk, and hashes from two indexes cannot be joined.
+
+Export mapping (one JSON object a line, the format of shared/eval/seed/questions.jsonl, so readers'
+judgements can grow the test set; rows are grouped by question and decided by the majority of votes):
+- thumbs up on an answer      -> ``answerable: true``, ``gold_passage_contains``: the first ~60 characters
+  of the passage the answer was taken from, ``answer_contains: []`` (add words by hand to check the answer
+  sentence too);
+- thumbs up on "I couldn't find that" -> ``answerable: false`` (the reader agrees it isn't in the articles);
+- thumbs down (either kind) or a tie -> nobody knows the right answer yet: left out, unless
+  ``include_unlabelled`` is set, then written with ``answerable: null`` and ``needs_review: true`` (fill
+  it in before `qabot eval` can load the file).
+Every row also carries ``votes`` ({"up": n, "down": m}) and ``bot_answer`` for review; the eval loader
+ignores unknown fields."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback_salt (
+    k INTEGER PRIMARY KEY CHECK (k = 1),
+    salt TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    answer_key TEXT NOT NULL,          -- which answer was rated (e.g. the chat message id)
+    user_hash TEXT NOT NULL,           -- sha256(salt + user id), never the raw id
+    scope TEXT NOT NULL DEFAULT '',    -- the guild's index scope ('' outside guilds)
+    question TEXT NOT NULL,
+    answer TEXT NOT NULL,              -- '' when the bot said it couldn't find it
+    found INTEGER NOT NULL,
+    passage_ids TEXT NOT NULL,         -- JSON list, best first
+    cited_passage TEXT NOT NULL,       -- text of the passage the answer came from (survives a removal)
+    vote INTEGER NOT NULL CHECK (vote IN (-1, 1)),
+    created_at TEXT NOT NULL,
+    UNIQUE (answer_key, user_hash)
+);
+CREATE INDEX IF NOT EXISTS feedback_question ON feedback(question);
+"""
+
+GOLD_PREFIX_CHARS = 60
+
+
+@dataclass(frozen=True)
+class FeedbackRow:
+    answer_key: str
+    user_hash: str
+    scope: str
+    question: str
+    answer: str
+    found: bool
+    passage_ids: tuple[int, ...]
+    cited_passage: str
+    vote: int
+    created_at: str
+
+
+def gold_prefix(passage: str, limit: int = GOLD_PREFIX_CHARS) -> str:
+    """The first ~``limit`` characters of a passage, cut back to a word boundary (an exact substring)."""
+    text = passage.lstrip()
+    if len(text) <= limit:
+        return text.rstrip()
+    cut = text[:limit]
+    space = cut.rfind(" ")
+    return (cut[:space] if space >= limit // 2 else cut).rstrip()
+
+
+class FeedbackStore:
+    TABLE = "feedback"
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = Path(db_path)
+        self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._lock = threading.Lock()
+        with self._lock:
+            self._conn.executescript(SCHEMA)
+            self._conn.execute("INSERT OR IGNORE INTO feedback_salt(k, salt) VALUES (1, ?)", (secrets.token_hex(16),))
+            self._salt = self._conn.execute("SELECT salt FROM feedback_salt WHERE k = 1").fetchone()[0]
+
+    def user_hash(self, user_id: int | str) -> str:
+        return hashlib.sha256(f"{self._salt}:{user_id}".encode()).hexdigest()
+
+    def record(self, *, answer_key: str, user_id: int | str, scope: str, question: str, answer: str, found: bool,
+               passage_ids: Sequence[int], cited_passage: str, vote: int) -> bool:
+        """Store a vote (+1 / -1); a second vote by the same user on the same answer replaces the first.
+        Returns True when it replaced an earlier vote."""
+        if vote not in (1, -1):
+            raise ValueError(f"vote must be 1 or -1, got {vote!r}")
+        uh = self.user_hash(user_id)
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self._lock:
+            before = self._conn.execute("SELECT 1 FROM feedback WHERE answer_key = ? AND user_hash = ?",
+                                        (answer_key, uh)).fetchone()
+            self._conn.execute(
+                "INSERT INTO feedback(answer_key, user_hash, scope, question, answer, found, passage_ids,"
+                " cited_passage, vote, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT(answer_key, user_hash) DO UPDATE SET vote = excluded.vote,"
+                " created_at = excluded.created_at",
+                (answer_key, uh, scope, question, answer, int(found), json.dumps([int(i) for i in passage_ids]),
+                 cited_passage, vote, now),
+            )
+        return before is not None
+
+    def rows(self) -> list[FeedbackRow]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT answer_key, user_hash, scope, question, answer, found, passage_ids, cited_passage, vote,"
+                " created_at FROM feedback ORDER BY id").fetchall()
+        return [FeedbackRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), tuple(json.loads(r[6])), r[7], r[8], r[9])
+                for r in rows]
+
+    def export(self, *, include_unlabelled: bool = False) -> list[dict[str, Any]]:
+        """Eval-question objects (see the module docstring for the mapping), one per distinct question."""
+        groups: dict[str, list[FeedbackRow]] = {}
+        for r in self.rows():
+            groups.setdefault(" ".join(r.question.split()).casefold(), []).append(r)
+        out: list[dict[str, Any]] = []
+        for key, rows in groups.items():
+            up = sum(1 for r in rows if r.vote > 0)
+            down = len(rows) - up
+            latest = max((r for r in rows if (r.vote > 0) == (up > down)), key=lambda r: r.created_at,
+                         default=rows[-1])
+            obj: dict[str, Any] = {"id": "fb-" + hashlib.sha1(key.encode()).hexdigest()[:10],
+                                   "question": latest.question}
+            if up > down and latest.found and gold_prefix(latest.cited_passage):
+                obj.update(answerable=True, gold_passage_contains=gold_prefix(latest.cited_passage),
+                           answer_contains=[])
+            elif up > down and not latest.found:
+                obj["answerable"] = False
+            elif include_unlabelled:
+                obj.update(answerable=None, needs_review=True)
+            else:
+                continue
+            obj.update(votes={"up": up, "down": down}, bot_answer=latest.answer, source="discord-feedback")
+            out.append(obj)
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
