@@ -167,7 +167,8 @@ class Index:
         for old in self.home.iterdir():  # earlier generations and temp leftovers of killed writers
             if old.name in (dense_name, kw_name):
                 continue
-            if old.name.startswith(("dense-", "keyword-", ".keyword-", ".dense-")):
+            # (.artifacts.json.tmp-* too: only a writer holding the lock writes it, so any left is a killed one's)
+            if old.name.startswith(("dense-", "keyword-", ".keyword-", ".dense-", f".{self.ARTIFACTS}.tmp-")):
                 shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
 
     def refresh(self) -> bool:
