@@ -202,9 +202,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.abstention:
             ds = abstention_sets(ds)
         index = runner.build_index(ds, encoder, cache)
+    if args.calibrate and not args.abstention:
+        raise InputError("--calibrate needs --abstention (it separates answerable from unanswerable questions)")
+    if args.calibrate and args.split != "tune":
+        raise InputError("--calibrate chooses a threshold: only on --split tune (held-out data is for reporting)")
     modes = runner.MODES if args.compare else ("final",)
-    run = runner.evaluate(ds, index, encoder, modes=modes)
+    seen: list[tuple[float, bool]] = []
+    run = runner.evaluate(ds, index, encoder, modes=modes,
+                          on_answer=lambda q, ans: seen.append((ans.confidence, q.answerable)))
     index.close()
+    if args.calibrate:
+        from embeddings.evaluation.calibrate import best_threshold
+
+        threshold, accuracy = best_threshold([c for c, _ in seen], [a for _, a in seen])
+        print(f"calibrated answer_threshold = {threshold:.4f} (tune abstention accuracy {accuracy:.4f}, "
+              f"n={len(seen)}); set RetrievalParams.answer_threshold to it")
     if args.plot:
         runner.plot([run], Path(args.plot))
     print(json.dumps(run.to_json()) if args.json else runner.format_table(run))
@@ -301,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare", action="store_true", help="BM25, dense, fusion and the final pipeline side by side")
     p.add_argument("--abstention", action="store_true",
                    help="index a seeded half of the articles; questions on the other half must be refused")
+    p.add_argument("--calibrate", action="store_true",
+                   help="with --abstention on the tune split: print the threshold that best separates them")
     p.add_argument("--limit", type=int, default=0, help="only the first N questions of the split")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")

@@ -38,7 +38,8 @@ def test_answerable_seed_question_is_answered(seed_service, row):
     text = answer.text.lower()
     missing = [w for w in row["answer_contains"] if w.lower() not in text]
     assert not missing, f"answer {answer.text!r} lacks {missing}"
-    assert any(row["gold_passage_contains"] in p.text for p in answer.passages[:3])
+    # The gold paragraph is among the passages shown with the answer (another paragraph may also answer).
+    assert any(row["gold_passage_contains"] in p.text for p in answer.passages[:5])
 
 
 @pytest.mark.parametrize("row", [q for q in _questions() if not q["answerable"]], ids=lambda q: q["id"])
