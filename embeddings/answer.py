@@ -6,7 +6,7 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -16,7 +16,7 @@ from .errors import BadQuestion
 from .index import BASE_SCOPE, Index
 from .keyword import tokenize
 from .models import Answer, AnswerSentence, Citation, PassageHit, Timings
-from .retrieval import Candidate, Retriever
+from .retrieval import Candidate, Retriever, zscore
 from .store import PassageRow
 
 MAX_QUESTION_CHARS = 1000
@@ -69,6 +69,8 @@ def validate_question(question: str) -> str:
     return q
 
 
+RERANK_FEATURES = ("z_dense", "z_bm25", "z_best_sentence_cosine", "best_sentence_cosine_gap",
+                   "best_sentence_overlap", "best_sentence_bigrams")
 SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue", "passage_prior")
 
 
@@ -92,18 +94,30 @@ class Answerer:
         self._cache_size = sentence_cache
         self._cache_lock = threading.Lock()
 
-    def _sentence_vectors(self, row: PassageRow) -> np.ndarray:
+    def _sentence_vectors(self, rows: list[PassageRow]) -> dict[int, np.ndarray]:
+        """Sentence matrices for these passages: memory cache, then the stored ones, then (for indexes
+        written before sentence vectors were stored) encoded now."""
+        out: dict[int, np.ndarray] = {}
         with self._cache_lock:
-            hit = self._cache.get(row.id)
-            if hit is not None:
-                self._cache.move_to_end(row.id)
-                return hit
-        vecs = self.encoder.encode([row.text[s:e] for s, e in row.sentences])
-        with self._cache_lock:
-            self._cache[row.id] = vecs
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return vecs
+            for row in rows:
+                hit = self._cache.get(row.id)
+                if hit is not None:
+                    self._cache.move_to_end(row.id)
+                    out[row.id] = hit
+        todo = [r for r in rows if r.id not in out]
+        if todo:
+            stored = self.index.store.sentence_vectors_for([r.id for r in todo], self.index.config.dimension)
+            for row in todo:
+                vecs = stored.get(row.id)
+                if vecs is None or len(vecs) != len(row.sentences):
+                    vecs = self.encoder.encode([row.text[s:e] for s, e in row.sentences])
+                out[row.id] = vecs
+            with self._cache_lock:
+                for row in todo:
+                    self._cache[row.id] = out[row.id]
+                while len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return out
 
     def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE) -> Answer:
         t0 = time.perf_counter()
@@ -111,9 +125,12 @@ class Answerer:
         self.index.refresh()
         qvec = self.encoder.encode([q])[0]
         t1 = time.perf_counter()
-        cands = self.retriever.search(q, qvec, max(k, self.params.answer_passages), scope=scope)
+        depth = max(k, self.params.answer_passages, self.params.rerank_depth if self.params.rerank_weights else 0)
+        cands = self.retriever.search(q, qvec, depth, scope=scope)
         rows = self.index.passages([c.passage_id for c in cands])
         cands = [c for c in cands if c.passage_id in rows]  # a concurrent rm may have removed some
+        if self.params.rerank_weights and len(cands) > 1:
+            cands = self.rerank(q, qvec, cands, rows)
         t2 = time.perf_counter()
         hits = tuple(_hit(rows[c.passage_id], c) for c in cands[:k])
         best, confidence = self._best_sentence(q, qvec, cands[: self.params.answer_passages], rows)
@@ -132,6 +149,31 @@ class Answerer:
                           total_ms=(t3 - t0) * 1e3)
         return Answer(q, found, sentences, hits, confidence, timings)
 
+    def rerank_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
+                        rows: dict[int, PassageRow]) -> np.ndarray:
+        """One row per candidate, in RERANK_FEATURES order: z-scored dense and BM25 scores (over these
+        candidates), z-scored best sentence cosine and its gap to the best of all candidates, and the best
+        sentence's share of question terms and of question bigrams."""
+        best = {c.passage_id: np.zeros(3, dtype=np.float32) - 1.0 for c in cands}
+        for pid, _s, _e, f in self.sentence_features(question, qvec, cands, rows):
+            b = best[pid]
+            np.maximum(b, f[[0, 1, 3]], out=b)
+        ms = np.array([best[c.passage_id][0] for c in cands], dtype=np.float32)
+        return np.stack([
+            zscore(np.array([c.dense for c in cands], dtype=np.float32)),
+            zscore(np.array([c.keyword for c in cands], dtype=np.float32)),
+            zscore(ms), ms - ms.max(),
+            np.array([max(best[c.passage_id][1], 0.0) for c in cands], dtype=np.float32),
+            np.array([max(best[c.passage_id][2], 0.0) for c in cands], dtype=np.float32),
+        ], axis=1)
+
+    def rerank(self, question: str, qvec: np.ndarray, cands: list[Candidate],
+               rows: dict[int, PassageRow]) -> list[Candidate]:
+        scores = self.rerank_features(question, qvec, cands, rows) @ np.asarray(self.params.rerank_weights,
+                                                                              dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")
+        return [replace(cands[i], score=float(scores[i])) for i in order]
+
     def sentence_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
                           rows: dict[int, PassageRow]) -> list[tuple[int, int, int, np.ndarray]]:
         """(passage id, start, end, features) for every sentence of the candidate passages.
@@ -148,11 +190,12 @@ class Answerer:
         spread = float(scores.max() - scores.min()) if len(scores) else 0.0
         prior = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
         out = []
+        matrices = self._sentence_vectors([rows[c.passage_id] for c in cands])
         for cand, p in zip(cands, prior, strict=True):
             row = rows[cand.passage_id]
             if not row.sentences:
                 continue
-            sims = self._sentence_vectors(row) @ qvec
+            sims = matrices[row.id] @ qvec
             prev: set[str] = set()
             for (s, e), sim, terms in zip(row.sentences, sims, tokenize([row.text[a:b] for a, b in row.sentences]),
                                           strict=True):

@@ -32,7 +32,7 @@ from .dense import DenseIndex
 from .encoder import Encoder
 from .errors import IndexBusy, IndexCorrupt, IndexMismatch
 from .keyword import KeywordIndex
-from .store import NewDocument, PassageRow, Store
+from .store import NewDocument, PassageRow, PassageVectors, Store
 
 BASE_SCOPE = ""  # the operator's corpus, visible from every guild
 
@@ -285,7 +285,7 @@ class Writer:
         self._index = index
         self.changed = False
 
-    def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, np.ndarray]) -> None:
+    def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
         store = self._index.store
         with store.transaction() as conn:
             for doc in docs:

@@ -9,14 +9,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from .chunking import chunk_document
+from .encoder import Encoder
 from .errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
 from .extract import MAX_INPUT_BYTES, SUPPORTED_EXTENSIONS, ExtractedArticle, extract, kind_for_path
 from .fetch import fetch_url
 from .index import BASE_SCOPE, Index, keyword_text, now_iso
-from .store import NewDocument, NewPassage
+from .store import NewDocument, NewPassage, PassageVectors
 
 COMMIT_EVERY_PASSAGES = 256  # a batch is embedded, then committed: a crash loses at most the batch in flight
 
@@ -59,13 +58,34 @@ class IngestReport:
         return sum(1 for o in self.outcomes if o.status == status)
 
 
+@dataclass(frozen=True)
+class EmbedJob:
+    """One passage to embed: its hash, the text the passage vector is made from (headline + passage),
+    and its sentences (embedded on their own for answer selection)."""
+
+    hash: str
+    text: str
+    sentences: tuple[str, ...]
+
+
 @dataclass
 class _Pending:
     ref: SourceRef
     doc: NewDocument
     status: str
-    missing: list[str] = field(default_factory=list)  # embed hashes to compute
-    inputs: list[str] = field(default_factory=list)   # their embedding inputs
+    missing: list[EmbedJob] = field(default_factory=list)
+
+
+def embed_passages(encoder: Encoder, jobs: Sequence[EmbedJob]) -> dict[str, PassageVectors]:
+    """Passage and sentence vectors in one encode call, so length-sorted batching spans both."""
+    texts = [j.text for j in jobs] + [s for j in jobs for s in j.sentences]
+    vecs = encoder.encode(texts)
+    out: dict[str, PassageVectors] = {}
+    pos = len(jobs)
+    for i, j in enumerate(jobs):
+        out[j.hash] = PassageVectors(vecs[i], vecs[pos:pos + len(j.sentences)])
+        pos += len(j.sentences)
+    return out
 
 
 def doc_key_for(scope: str, canonical: str) -> str:
@@ -163,11 +183,11 @@ class Ingestor:
         chunks = [] if status == "unchanged" else chunk_document(
             article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens)
         passages = []
-        inputs: dict[str, str] = {}
+        jobs: dict[str, EmbedJob] = {}
         for c in chunks:
             embed_input = keyword_text(article.title, c.text)
             h = self._embed_hash(embed_input)
-            inputs[h] = embed_input
+            jobs[h] = EmbedJob(h, embed_input, tuple(article.text[s.start:s.end] for s in c.sentences))
             passages.append(NewPassage(c.ordinal, c.paragraph, c.start, c.end, c.text, h,
                                        tuple((s.start, s.end) for s in c.sentences)))
         doc = NewDocument(
@@ -175,9 +195,8 @@ class Ingestor:
             title=article.title or Path(ref.name).stem, outlet=article.outlet, published=article.published,
             ingested_at=now_iso(), content_hash=content_hash, text=article.text, passages=tuple(passages),
         )
-        stored = self.index.store.existing_hashes(inputs)
-        missing = [h for h in inputs if h not in stored]
-        return _Pending(ref, doc, status, missing, [inputs[h] for h in missing])
+        stored = self.index.store.existing_hashes(jobs)
+        return _Pending(ref, doc, status, [j for h, j in jobs.items() if h not in stored])
 
     def ingest(self, inputs: Sequence[str], *, scope: str = BASE_SCOPE, progress: bool | None = None,
                on_commit: Callable[[Sequence[DocOutcome]], None] | None = None) -> IngestReport:
@@ -203,27 +222,22 @@ class Ingestor:
         batch_size = 0
         bar = tqdm(total=0, unit="passage", desc="Embedding", file=sys.stderr, dynamic_ncols=True,
                    disable=(not sys.stderr.isatty()) if progress is None else not progress, leave=False)
-        seen_hashes: dict[str, np.ndarray] = {}
         with self.index.writer() as writer:
 
             def flush() -> None:
                 nonlocal batch, batch_size, embedded
-                todo = [(h, t) for p in batch for h, t in zip(p.missing, p.inputs, strict=True) if h not in seen_hashes]
-                uniq = dict(todo)
-                if uniq:
-                    vecs = self.index.encoder.encode(list(uniq.values()))
-                    seen_hashes.update(zip(uniq.keys(), vecs, strict=True))
-                    embedded += len(uniq)
-                    bar.update(len(uniq))
+                uniq = {j.hash: j for p in batch for j in p.missing}  # copies of one passage: embed once
+                vectors = embed_passages(self.index.encoder, list(uniq.values())) if uniq else {}
+                embedded += len(uniq)
+                bar.update(len(uniq))
                 docs = [p.doc for p in batch if p.status != "unchanged"]
                 if docs:
-                    writer.put_documents(docs, seen_hashes)
+                    writer.put_documents(docs, vectors)
                 done = [DocOutcome(p.ref.name, p.doc.doc_key, p.doc.title, p.status, len(p.doc.passages))
                         for p in batch]
                 outcomes.extend(done)
                 if on_commit and done:
                     on_commit(done)
-                seen_hashes.clear()
                 batch, batch_size = [], 0
 
             for ref, article in items:

@@ -20,7 +20,7 @@ class Candidate:
     keyword: float  # raw BM25
 
 
-def _z(x: np.ndarray) -> np.ndarray:
+def zscore(x: np.ndarray) -> np.ndarray:
     # z-scores put BM25 (unbounded) and cosine (-1..1) on one scale, per question.
     sd = float(x.std())
     return (x - x.mean()) / sd if sd > 1e-9 else np.zeros_like(x)
@@ -55,6 +55,6 @@ class Retriever:
             score = keyword
         else:
             w = self.params.dense_weight
-            score = w * _z(dense) + (1 - w) * _z(keyword)
+            score = w * zscore(dense) + (1 - w) * zscore(keyword)
         order = np.argsort(-score, kind="stable")[:k]
         return [Candidate(int(ids[i]), float(score[i]), float(dense[i]), float(keyword[i])) for i in order]

@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS sentences (
 );
 CREATE INDEX IF NOT EXISTS sentences_passage ON sentences(passage_id);
 CREATE TABLE IF NOT EXISTS embeddings (hash TEXT PRIMARY KEY, vector BLOB NOT NULL);
+-- One float32 matrix (sentences x dimension) per passage hash: answer selection and reranking read these
+-- instead of encoding sentences while a user waits.
+CREATE TABLE IF NOT EXISTS sentence_embeddings (hash TEXT PRIMARY KEY, vectors BLOB NOT NULL);
 """
 
 
@@ -76,6 +79,12 @@ class PassageRow:
     text: str
     sentences: tuple[tuple[int, int], ...]  # offsets into the passage text
     doc: DocumentRow
+
+
+@dataclass(frozen=True)
+class PassageVectors:
+    passage: np.ndarray    # (dimension,)
+    sentences: np.ndarray  # (sentences, dimension), in the passage's sentence order
 
 
 @dataclass(frozen=True)
@@ -180,7 +189,7 @@ class Store:
                 found.update(r[0] for r in self._conn.execute(f"SELECT hash FROM embeddings WHERE hash IN ({q})", part))
         return found
 
-    def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, np.ndarray]) -> int:
+    def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, PassageVectors]) -> int:
         """Insert or replace (same scope and source) a document with its passages; inside a transaction."""
         replaced = conn.execute("DELETE FROM documents WHERE scope = ? AND source = ?",
                                 (doc.scope, doc.source)).rowcount
@@ -195,7 +204,9 @@ class Store:
             vec = vectors.get(p.embed_hash)
             if vec is not None:
                 conn.execute("INSERT OR IGNORE INTO embeddings(hash, vector) VALUES (?, ?)",
-                             (p.embed_hash, np.asarray(vec, dtype=np.float32).tobytes()))
+                             (p.embed_hash, np.asarray(vec.passage, dtype=np.float32).tobytes()))
+                conn.execute("INSERT OR IGNORE INTO sentence_embeddings(hash, vectors) VALUES (?, ?)",
+                             (p.embed_hash, np.ascontiguousarray(vec.sentences, dtype=np.float32).tobytes()))
             pcur = conn.execute(
                 'INSERT INTO passages(doc_id, ordinal, paragraph, start, "end", text, embed_hash) VALUES (?,?,?,?,?,?,?)',
                 (doc_id, p.ordinal, p.paragraph, p.start, p.end, p.text, p.embed_hash),
@@ -214,6 +225,7 @@ class Store:
     @staticmethod
     def _drop_orphan_embeddings(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT embed_hash FROM passages)")
+        conn.execute("DELETE FROM sentence_embeddings WHERE hash NOT IN (SELECT embed_hash FROM passages)")
 
     # -- passages
     def passage_ids_and_scopes(self) -> tuple[np.ndarray, list[str]]:
@@ -245,6 +257,19 @@ class Store:
                 ):
                     out[pos[pid]] = np.frombuffer(blob, dtype=np.float32)
         return out
+
+    def sentence_vectors_for(self, passage_ids: Sequence[int], dimension: int) -> dict[int, np.ndarray]:
+        """Stored sentence matrices of these passages (absent for indexes written before they were stored)."""
+        ids = [int(i) for i in passage_ids]
+        if not ids:
+            return {}
+        q = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT p.id, s.vectors FROM passages p JOIN sentence_embeddings s ON s.hash = p.embed_hash"
+                f" WHERE p.id IN ({q})", ids,
+            ).fetchall()
+        return {pid: np.frombuffer(blob, dtype=np.float32).reshape(-1, dimension) for pid, blob in rows}
 
     def passages(self, passage_ids: Sequence[int]) -> dict[int, PassageRow]:
         ids = [int(i) for i in passage_ids]

@@ -18,6 +18,7 @@ from ..chunking import split_sentences
 from ..config import RetrievalParams
 from ..encoder import Encoder
 from ..index import Index, keyword_text, now_iso
+from ..ingest import EmbedJob, embed_passages
 from ..store import NewDocument, NewPassage
 from .datasets import EvalDataset, EvalQuestion
 from .metrics import MetricAccumulator
@@ -32,7 +33,7 @@ def default_cache_root() -> Path:
 
 
 def _dataset_key(ds: EvalDataset, model: str) -> str:
-    h = hashlib.sha256(model.encode())
+    h = hashlib.sha256(f"{model}\0sentences-v1".encode())  # bump when the stored layout changes
     for p in ds.passages or ():
         h.update(f"\0{p.id}\0{p.title}\0{p.text}".encode())
     return h.hexdigest()[:16]
@@ -52,20 +53,19 @@ def build_index(ds: EvalDataset, encoder: Encoder, cache_root: Path, *, progress
         with index.writer() as writer:
             for i in range(0, len(todo), 256):
                 part = todo[i:i + 256]
-                inputs = [keyword_text(p.title, p.text) for p in part]
-                vecs = encoder.encode(inputs)
-                docs, vectors = [], {}
-                for p, text, vec in zip(part, inputs, vecs, strict=True):
+                docs, jobs = [], []
+                for p in part:
+                    text = keyword_text(p.title, p.text)
                     h = hashlib.sha256(f"{encoder.name}\0{text}".encode()).hexdigest()[:32]
-                    vectors[h] = vec
                     sents = tuple((s.start, s.end) for s in split_sentences(p.text)) or ((0, len(p.text)),)
+                    jobs.append(EmbedJob(h, text, tuple(p.text[a:b] for a, b in sents)))
                     docs.append(NewDocument(
                         doc_key=hashlib.sha1(p.id.encode()).hexdigest()[:12], scope="", source=f"eval:{p.id}",
                         title=p.title, outlet=None, published=None, ingested_at=now_iso(),
                         content_hash=h, text=p.text,
                         passages=(NewPassage(0, 1, 0, len(p.text), p.text, h, sents),),
                     ))
-                writer.put_documents(docs, vectors)
+                writer.put_documents(docs, embed_passages(encoder, jobs))
                 bar.update(len(part))
         bar.close()
     return index
