@@ -153,7 +153,9 @@ async def run(args: argparse.Namespace, service: QAService) -> dict[str, Any]:
 
 def build_service(model: str, home: Path) -> tuple[QAService, float]:
     t = time.perf_counter()
-    encoder = HashingEncoder(256) if model == "hashing" else load_encoder(model, lazy=False)
+    # As `qabot run` does: torch leaves one core to the event loop.
+    threads = max(1, (os.cpu_count() or 2) - 1)
+    encoder = HashingEncoder(256) if model == "hashing" else load_encoder(model, lazy=False, threads=threads)
     svc = QAService(Settings(home=home, embed_model=encoder.name), encoder=encoder)
     report = svc.ingest([str(ROOT / "seeds")], progress=False)
     if not report.ok:

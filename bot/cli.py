@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
@@ -21,7 +22,10 @@ def _service(args: argparse.Namespace, *, create: bool = True):
 
     settings = Settings.from_env()
     if getattr(args, "home", None):
-        settings = Settings(home=Path(args.home), embed_model=settings.embed_model, top_k=settings.top_k)
+        settings = replace(settings, home=Path(args.home))
+    if getattr(args, "command", None) == "run" and not settings.torch_threads:
+        # Leave a core to the event loop: heartbeats and other users' replies must not wait on encoding.
+        settings = replace(settings, torch_threads=max(1, (os.cpu_count() or 2) - 1))
     return QAService(settings, create=create)
 
 

@@ -39,8 +39,8 @@ ELLIPSIS = "…"
 ZWSP = "\u200b"
 
 # Confidence (cosine-like, answered from 0.30 up) -> label and embed colour.
-HIGH_CONFIDENCE = 0.60
-MEDIUM_CONFIDENCE = 0.45
+HIGH_CONFIDENCE = 0.85  # confidence is a calibrated probability that the articles hold the answer
+MEDIUM_CONFIDENCE = 0.65
 COLOURS = {"High": 0x2ECC71, "Medium": 0xF1C40F, "Low": 0x95A5A6, "none": 0x747F8D}
 
 ANSWER_BUDGET = 1500  # characters of (escaped) answer sentences in the description

@@ -20,6 +20,10 @@ from .retrieval import Candidate, Retriever, zscore
 from .store import PassageRow
 
 MAX_QUESTION_CHARS = 1000
+# Not BM25 stop words, but they never appear in an answer: they would only dilute term-overlap shares.
+QUESTION_WORDS = frozenset({"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "did", "doe",
+                            "does", "do", "kind", "type", "name", "mani", "much", "were", "was", "is", "are", "be",
+                            "been", "has", "have", "had"})
 NOT_FOUND = "I couldn't find that in the articles I have."
 
 # A sentence opening like this leans on the one before it ("He later..."): show both.
@@ -182,7 +186,7 @@ class Answerer:
         sentence; share found only in the sentence before it (coreference: "the group" after "the MEK");
         share of question bigrams in the sentence (phrases like "Iran-Iraq war"); question-type cue (a
         cause for why, a date for when, a name for who/where); the passage's rank prior."""
-        q_tokens = tokenize([question])[0]
+        q_tokens = [t for t in tokenize([question])[0] if t not in QUESTION_WORDS]
         q_terms = set(q_tokens)
         q_bigrams = set(zip(q_tokens, q_tokens[1:], strict=False))
         kind = question_type(question)
@@ -215,14 +219,20 @@ class Answerer:
             return None, 0.0
         weights = np.asarray(self.params.sentence_weights, dtype=np.float32)
         best: _ScoredSentence | None = None
+        best_feats: np.ndarray | None = None
         for pid, s, e, feats in self.sentence_features(question, qvec, cands, rows):
             score = float(feats @ weights)
             if best is None or score > best.score:
-                best = _ScoredSentence(pid, s, e, float(feats[0]), score)
-        if best is None:
+                best, best_feats = _ScoredSentence(pid, s, e, float(feats[0]), score), feats
+        if best is None or best_feats is None:
             return None, 0.0
-        top_dense = max(c.dense for c in cands)
-        return best, max(best.cosine, top_dense)
+        return best, self.confidence(float(best_feats[0]), cands[0].dense, float(best_feats[1]))
+
+    def confidence(self, sentence_cosine: float, top_passage_cosine: float, sentence_overlap: float) -> float:
+        """Probability that the articles hold the answer (logistic, fitted on the tune split)."""
+        w = self.params.confidence_weights
+        z = w[0] * sentence_cosine + w[1] * top_passage_cosine + w[2] * sentence_overlap + self.params.confidence_bias
+        return float(1.0 / (1.0 + np.exp(-z)))
 
     @staticmethod
     def _with_context(best: _ScoredSentence, row: PassageRow) -> tuple[AnswerSentence, ...]:

@@ -29,7 +29,7 @@ class QAService:
     def __init__(self, settings: Settings, encoder: Encoder | None = None, *, create: bool = True,
                  allow_private_urls: bool = False) -> None:
         self.settings = settings
-        self.encoder = encoder or load_encoder(settings.embed_model)
+        self.encoder = encoder or load_encoder(settings.embed_model, threads=settings.torch_threads or None)
         self.index = Index(settings.home, self.encoder, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)

@@ -197,7 +197,7 @@ def test_found_answer_layout() -> None:
         source["value"]
         == "[Egypt cuts ties](https://news.example/egypt) · Example News · 2024-03-01 · paragraph 3"
     )
-    assert embed["footer"]["text"].startswith("High confidence (0.70)")
+    assert embed["footer"]["text"].startswith("Medium confidence (0.70)")
 
 
 def test_offsets_mark_the_answer_sentence_not_a_duplicate() -> None:
@@ -240,8 +240,9 @@ def test_citation_without_url_and_confidence_labels() -> None:
     )
     embed = render_answer(answer_for(PASSAGE, 0, 10, cit=cit, confidence=0.5, extra=2))
     assert embed["fields"][0]["value"] == r"Local \*report\* · paragraph 2"
-    assert embed["footer"]["text"] == "Medium confidence (0.50) · 2 more passages"
-    assert [confidence_label(c) for c in (0.9, 0.6, 0.5, 0.45, 0.3)] == [
+    assert embed["footer"]["text"] == "Low confidence (0.50) · 2 more passages"
+    # Confidence is a probability that the answer is in the articles; answers start at 0.5.
+    assert [confidence_label(c) for c in (0.9, 0.85, 0.7, 0.65, 0.5)] == [
         "High",
         "High",
         "Medium",
