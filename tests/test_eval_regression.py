@@ -17,9 +17,10 @@ from tests.support import SHARED_EVAL
 
 SQUAD = SHARED_EVAL / "squad_v1_dev"
 STRIDE = 19  # every 19th tune question: 300 questions spread over all 24 tune articles
-# Measured with the parameters in embeddings/config.py (2026-11-28): fusion R@1 0.8067 on the same slice.
-MEASURED_R1 = 0.8267
-MEASURED_ANSWER_HIT = 0.72
+# Measured on a freshly built index with the parameters in embeddings/config.py (2026-11-28); plain fusion
+# scores R@1 0.8067 on the same slice. answer_hit counts a refusal of an answerable question as a miss.
+MEASURED_R1 = 0.83
+MEASURED_ANSWER_HIT = 0.6967
 
 pytestmark = [pytest.mark.model, pytest.mark.slow,
               pytest.mark.skipif(not SQUAD.exists(), reason=f"{SQUAD} not present")]

@@ -104,7 +104,8 @@ def evaluate(ds: EvalDataset, index: Index, encoder: Encoder, *, modes: tuple[st
              on_answer: Callable[[EvalQuestion, Any], None] | None = None) -> EvalRun:
     from tqdm import tqdm
 
-    params = params or index.config.retrieval
+    # The code under test's parameters, not those frozen into a cached index's config.json when it was built.
+    params = params or RetrievalParams()
     answerer = Answerer(index, encoder, params)
     all_ids, _ = index.store.passage_ids_and_scopes()
     rows = index.passages(all_ids.tolist())
@@ -169,8 +170,8 @@ def plot(runs: list[EvalRun], path: Path) -> None:
             vals = [run.rows[mode].get(m) or 0.0 for m in metrics]
             ax.bar([j + i * width for j in range(len(metrics))], vals, width, label=mode)
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(metrics))], metrics)
-        ax.set_ylim(0, 1)
-        ax.set_title(run.dataset)
-        ax.legend(fontsize=8)
+        ax.set_ylim(0, 1.12)  # headroom so the legend never covers a bar
+        ax.set_title(f"{run.dataset} ({run.split_rule.split(':')[0]})")
+        ax.legend(fontsize=8, loc="upper center", ncol=len(modes))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
