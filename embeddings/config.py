@@ -17,7 +17,8 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class RetrievalParams:
-    """Knobs of the answer path. Stored with the index so that tuned values travel with it."""
+    """Knobs of the answer path. An index's config.json stores the ones set for it (tuned on its own data,
+    say); unset ones take these defaults."""
 
     candidates: int = 50          # taken from each retriever before fusion
     dense_weight: float = 0.5     # fused = w * z(dense) + (1 - w) * z(bm25)
@@ -61,6 +62,10 @@ class IndexConfig:
     def to_json(self) -> str:
         data = asdict(self)
         data["chunking"] = self.chunking.to_json()
+        # Only parameters set for this index are stored: the rest follow the installed qabot, so an upgrade
+        # with better-fitted weights reaches indexes built before it.
+        defaults = asdict(RetrievalParams())
+        data["retrieval"] = {k: v for k, v in asdict(self.retrieval).items() if v != defaults[k]}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
     @classmethod

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from embeddings.config import Settings
+from embeddings.config import RetrievalParams, Settings
 from embeddings.encoder import HashingEncoder
 from embeddings.errors import IndexBusy, IndexMismatch
 from embeddings.index import Index, guild_scope
@@ -103,7 +103,20 @@ def test_config_is_self_describing(hashing_service):
     cfg = json.loads((hashing_service.index.home / "config.json").read_text())
     assert cfg["model"] == "hashing:256" and cfg["dimension"] == 256
     assert cfg["chunking"]["max_tokens"] > 0 and cfg["schema_version"] == 1
-    assert "answer_threshold" in cfg["retrieval"]
+    assert cfg["retrieval"] == {}, "a new index follows the installed defaults"
+
+
+def test_retrieval_overrides_survive_reopen(tmp_path):
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    svc.index.save_config(svc.index.config.with_retrieval(answer_threshold=0.7))
+    svc.close()
+    cfg = json.loads((home / "config.json").read_text())
+    assert cfg["retrieval"] == {"answer_threshold": 0.7}
+    again = make_service(home)
+    assert again.index.config.retrieval.answer_threshold == 0.7
+    assert again.index.config.retrieval.rerank_weights == RetrievalParams().rerank_weights
+    again.close()
 
 
 def test_second_writer_is_refused(hashing_service, tmp_path):
