@@ -31,7 +31,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import discord  # noqa: E402
 
-from bot.app import QABot  # noqa: E402
+from bot.app import QABot, freeze_startup_heap  # noqa: E402
 from bot.settings import BotSettings  # noqa: E402
 from embeddings.config import Settings  # noqa: E402
 from embeddings.encoder import DEFAULT_MODEL, HashingEncoder, load_encoder  # noqa: E402
@@ -160,7 +160,8 @@ def build_service(model: str, home: Path) -> tuple[QAService, float]:
     report = svc.ingest([str(ROOT / "seeds")], progress=False)
     if not report.ok:
         raise SystemExit(f"could not index seeds/: {report.failures}")
-    svc.ask("warm up")  # first-call costs (model graph, BM25 load) are not part of the load figures
+    svc.warm_up()  # as `qabot run` does: first-call costs are not part of the load figures,
+    freeze_startup_heap()  # and the start-up heap is out of the garbage collector's reach
     return svc, time.perf_counter() - t
 
 

@@ -236,11 +236,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     bot_settings = BotSettings.from_env()
     bot_settings.require_token()  # fail before loading the model
-    from bot.app import run_bot
+    from bot.app import freeze_startup_heap, run_bot
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     svc = _service(args)
     try:
+        svc.warm_up()
+        freeze_startup_heap()
         asyncio.run(run_bot(svc, bot_settings))
     finally:
         svc.close()

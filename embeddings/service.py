@@ -34,6 +34,10 @@ class QAService:
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
 
+    def warm_up(self) -> None:
+        """Load the model and touch every path of an answer, so the first user doesn't pay for it."""
+        self.ask("qabot warm-up question")
+
     def ask(self, question: str, *, k: int | None = None, scope: str = BASE_SCOPE) -> Answer:
         return self.answerer.answer(question, k=k or self.settings.top_k, scope=scope)
 

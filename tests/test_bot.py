@@ -4,6 +4,7 @@ from a QAService over a temporary index with the hashing encoder (no network, no
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 
 import discord
@@ -304,7 +305,9 @@ def test_cli_run_passes_service_and_settings(
     seen = []
 
     async def fake_run_bot(svc, bot_settings):
-        seen.append((svc, bot_settings))
+        # By now the model is loaded and the start-up heap frozen, so a full garbage collection during a
+        # burst of questions does not walk it while the event loop waits.
+        seen.append((svc, bot_settings, gc.get_freeze_count()))
         raise QabotError(NEEDS_MESSAGE_CONTENT)
 
     closed = []
@@ -313,9 +316,15 @@ def test_cli_run_passes_service_and_settings(
     monkeypatch.setattr(bot.app, "run_bot", fake_run_bot)
     monkeypatch.setattr(cli, "_service", lambda args, **kw: service)
     monkeypatch.setattr(service, "close", lambda: closed.append(True))
-    assert cli.main(["run"]) == 1
+    gc.unfreeze()
+    try:
+        assert cli.main(["run"]) == 1
+    finally:
+        frozen_after = gc.get_freeze_count()
+        gc.unfreeze()
     assert "Privileged Gateway Intents" in capsys.readouterr().err
-    ((svc, bs),) = seen
+    ((svc, bs, frozen),) = seen
+    assert frozen > 0 and frozen_after > 0
     assert svc is service and bs.token == "t0ken" and bs.cooldown_seconds == 5.0
     assert closed == [True]
 
