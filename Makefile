@@ -34,7 +34,19 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bot embeddings tests
 
-# The Discord bot under load (not a test): 50 questions at once against the loopback fake, real model.
+EVAL := ../shared/eval
+# The README's evaluation tables, reproduced (dataset indexes are cached in the user cache dir).
+eval: $(STAMP)
+	mkdir -p eval-out
+	$(BIN)/qabot eval $(EVAL)/squad_v1_dev --split heldout --compare --plot eval-out/squad-heldout.png
+	$(BIN)/qabot eval $(EVAL)/squad_v1_dev --split heldout --abstention
+	$(BIN)/qabot eval $(EVAL)/scifact --split heldout --compare --plot eval-out/scifact.png
+	$(BIN)/qabot eval $(EVAL)/seed --compare
+
+# Benchmarks (not tests). For now: the Discord bot under load.
+bench: bench-discord
+
+# The Discord bot under load: 50 questions at once against the loopback fake, real model.
 bench-discord: $(STAMP)
 	$(BIN)/python bench/discord_load.py $(BENCH_ARGS)
 
