@@ -12,6 +12,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from embeddings.answer import validate_question
 from embeddings.errors import QabotError, user_message
 from embeddings.index import guild_scope
 from embeddings.models import Answer
@@ -124,6 +125,13 @@ class AskCog(commands.Cog):
     @app_commands.command(name="ask", description="Ask a question about the articles")
     @app_commands.describe(question="What do you want to know?")
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
+        try:
+            # Checked before the defer: only a first response can be private, and a typo should neither be
+            # answered in public nor cost the user their cooldown.
+            validate_question(question)
+        except QabotError as exc:
+            await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
+            return
         wait = self.retry_after(interaction.user.id)
         if wait:
             await interaction.response.send_message(cooldown_notice(wait), ephemeral=True)

@@ -248,8 +248,10 @@ async def test_overlong_question_and_answer_stay_within_limits(fake: FakeDiscord
 async def test_bad_question_becomes_user_message(fake: FakeDiscord, service) -> None:
     async with fake.running(QABot(service, settings())):
         inter = await fake.slash_command("ask", {"question": "x" * 1500}, channel_id=CHANNEL)
-        req = await fake.wait_for_request("POST", f"/webhooks/{fake.application_id}/{inter['token']}")
-        assert req.ok and "limit is 1,000" in req.json["content"]
+        req = await fake.wait_for_request("POST", f"/interactions/{inter['id']}/{inter['token']}/callback")
+        # Answered at once and privately (type 4, ephemeral flag), never deferred into a public reply.
+        assert req.ok and req.json["type"] == 4 and req.json["data"]["flags"] & 64
+        assert "limit is 1,000" in req.json["data"]["content"]
 
 
 # ---- start-up failures ------------------------------------------------------------------------------
