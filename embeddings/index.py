@@ -251,9 +251,6 @@ class Index:
     def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
         return self.store.passages(ids)
 
-    def __len__(self) -> int:
-        return len(self._caches.keyword)
-
     # ---- checks
     def integrity(self) -> IntegrityReport:
         ids, _ = self.store.passage_ids_and_scopes()
@@ -265,9 +262,6 @@ class Index:
             problems.append("BM25 rows differ from SQLite passages")
         if caches.generation != self.store.generation():
             problems.append("caches are behind the database generation")
-        missing_vec = self.store.counts()["passages"] and not len(caches.dense) == len(ids)
-        if missing_vec:
-            problems.append("some passages have no stored embedding")
         return IntegrityReport(caches.generation, len(ids), len(caches.dense), len(caches.keyword),
                                not problems, tuple(problems))
 

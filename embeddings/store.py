@@ -112,6 +112,7 @@ class NewDocument:
     passages: tuple[NewPassage, ...]
 
 
+IN_CHUNK = 500  # ids per IN list, far below SQLite's bound-variable limit
 _DOC_COLS = "d.id, d.doc_key, d.scope, d.source, d.title, d.outlet, d.published, d.ingested_at, d.content_hash"
 
 
@@ -179,15 +180,19 @@ class Store:
             row = self._conn.execute("SELECT text FROM documents WHERE id = ?", (doc_id,)).fetchone()
         return row[0] if row else ""
 
+    def _select_in(self, sql: str, keys: Sequence) -> list[tuple]:
+        """Rows of `sql`, whose `{q}` is an IN list, over `keys` in chunks: one list of every id in a large
+        index would pass SQLite's limit on bound variables. Callers hold the lock."""
+        rows: list[tuple] = []
+        for i in range(0, len(keys), IN_CHUNK):
+            part = list(keys[i:i + IN_CHUNK])
+            rows.extend(self._conn.execute(sql.replace("{q}", ",".join("?" * len(part))), part).fetchall())
+        return rows
+
     def existing_hashes(self, hashes: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        batch = list(dict.fromkeys(hashes))
         with self._lock:
-            for i in range(0, len(batch), 500):
-                part = batch[i:i + 500]
-                q = ",".join("?" * len(part))
-                found.update(r[0] for r in self._conn.execute(f"SELECT hash FROM embeddings WHERE hash IN ({q})", part))
-        return found
+            rows = self._select_in("SELECT hash FROM embeddings WHERE hash IN ({q})", list(dict.fromkeys(hashes)))
+        return {r[0] for r in rows}
 
     def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, PassageVectors]) -> int:
         """Insert or replace (same scope and source) a document with its passages; inside a transaction."""
@@ -246,47 +251,32 @@ class Store:
     def vectors_for(self, passage_ids: Sequence[int], dimension: int) -> np.ndarray:
         out = np.zeros((len(passage_ids), dimension), dtype=np.float32)
         pos = {int(pid): i for i, pid in enumerate(passage_ids)}
-        ids = list(pos)
         with self._lock:
-            for i in range(0, len(ids), 500):
-                part = ids[i:i + 500]
-                q = ",".join("?" * len(part))
-                for pid, blob in self._conn.execute(
-                    f"SELECT p.id, e.vector FROM passages p JOIN embeddings e ON e.hash = p.embed_hash"
-                    f" WHERE p.id IN ({q})", part,
-                ):
-                    out[pos[pid]] = np.frombuffer(blob, dtype=np.float32)
+            rows = self._select_in("SELECT p.id, e.vector FROM passages p JOIN embeddings e ON e.hash = p.embed_hash"
+                                   " WHERE p.id IN ({q})", list(pos))
+        for pid, blob in rows:
+            out[pos[pid]] = np.frombuffer(blob, dtype=np.float32)
         return out
 
     def sentence_vectors_for(self, passage_ids: Sequence[int], dimension: int) -> dict[int, np.ndarray]:
         """Stored sentence matrices of these passages (absent for indexes written before they were stored)."""
-        ids = [int(i) for i in passage_ids]
-        if not ids:
-            return {}
-        q = ",".join("?" * len(ids))
         with self._lock:
-            rows = self._conn.execute(
-                f"SELECT p.id, s.vectors FROM passages p JOIN sentence_embeddings s ON s.hash = p.embed_hash"
-                f" WHERE p.id IN ({q})", ids,
-            ).fetchall()
+            rows = self._select_in("SELECT p.id, s.vectors FROM passages p JOIN sentence_embeddings s"
+                                   " ON s.hash = p.embed_hash WHERE p.id IN ({q})", [int(i) for i in passage_ids])
         return {pid: np.frombuffer(blob, dtype=np.float32).reshape(-1, dimension) for pid, blob in rows}
 
     def passages(self, passage_ids: Sequence[int]) -> dict[int, PassageRow]:
         ids = [int(i) for i in passage_ids]
-        if not ids:
-            return {}
-        q = ",".join("?" * len(ids))
         with self._lock:
-            rows = self._conn.execute(
-                f'SELECT p.id, p.doc_id, p.ordinal, p.paragraph, p.start, p."end", p.text, {_DOC_COLS}'
-                f" FROM passages p JOIN documents d ON d.id = p.doc_id WHERE p.id IN ({q})", ids,
-            ).fetchall()
-            sents: dict[int, list[tuple[int, int]]] = {}
-            for pid, s, e in self._conn.execute(
-                f'SELECT passage_id, start, "end" FROM sentences WHERE passage_id IN ({q}) ORDER BY passage_id, start',
-                ids,
-            ):
-                sents.setdefault(pid, []).append((s, e))
+            rows = self._select_in(
+                'SELECT p.id, p.doc_id, p.ordinal, p.paragraph, p.start, p."end", p.text, ' + _DOC_COLS
+                + " FROM passages p JOIN documents d ON d.id = p.doc_id WHERE p.id IN ({q})", ids)
+            # Each passage's sentences come from one chunk, so the ORDER BY keeps them in text order.
+            sent_rows = self._select_in('SELECT passage_id, start, "end" FROM sentences WHERE passage_id IN ({q})'
+                                        " ORDER BY passage_id, start", ids)
+        sents: dict[int, list[tuple[int, int]]] = {}
+        for pid, s, e in sent_rows:
+            sents.setdefault(pid, []).append((s, e))
         out: dict[int, PassageRow] = {}
         for r in rows:
             pid, doc_id, ordinal, paragraph, start, end, text = r[:7]

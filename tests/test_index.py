@@ -188,3 +188,17 @@ def test_guild_scope_isolation(hashing_service, tmp_path):
     ids, _ = idx.dense_search(qvec, 50, guild_scope(1))
     owners = {r.doc.scope for r in idx.passages(ids.tolist()).values()}
     assert guild_scope(2) not in owners and np.all(ids >= 0)
+
+
+def test_lookups_span_several_in_list_chunks(hashing_service, monkeypatch):
+    import embeddings.store as store_mod
+
+    hashing_service.ingest([str(SEEDS)], progress=False)
+    store = hashing_service.index.store
+    ids = store.passage_ids_and_scopes()[0].tolist()
+    whole = store.passages(ids)
+    monkeypatch.setattr(store_mod, "IN_CHUNK", 2)  # the seed article's 9 passages now need 5 chunks
+    assert len(ids) > 4 and store.passages(ids) == whole
+    assert set(store.sentence_vectors_for(ids, 256)) == set(ids)
+    assert np.count_nonzero(np.abs(store.vectors_for(ids, 256)).sum(axis=1)) == len(ids)
+    assert store.existing_hashes([f"nope{i}" for i in range(5)]) == set()
