@@ -4,7 +4,7 @@ Layout:
     config.json          model, dimension, chunking and retrieval settings (self-describing)
     qabot.sqlite3        documents, passages, sentences, embeddings (WAL)
     artifacts.json       which dense/keyword files match which SQLite generation
-    dense-<gen>.faiss    FAISS IDMap2(FlatIP), ids = passage ids
+    dense-<gen>.faiss    FAISS IDMap2 over FlatIP (exact) or IVF-Flat (big corpora), ids = passage ids; memory-mapped
     keyword-<gen>/       bm25s index + ids.npy
     writer.lock          one writer at a time
 
@@ -149,6 +149,7 @@ class Index:
         for i in range(0, len(missing), 4096):
             part = missing[i:i + 4096]
             dense.add(part, self.store.vectors_for(part.tolist(), self.config.dimension))
+        dense.fit_size()
         rows = list(self.store.iter_passage_texts())
         keyword = KeywordIndex.build([r[0] for r in rows], [keyword_text(r[2], r[1]) for r in rows])
         return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
@@ -232,17 +233,50 @@ class Index:
             caches = self._caches
             return caches.dense.search(query, k, exclude=self._excluded(caches, scope))
 
-    def keyword_scores(self, query: str, scope: str = BASE_SCOPE) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, BM25 scores) over all rows a scope may see."""
+    def _visible(self, caches: _Caches, scope: str) -> np.ndarray | None:
+        """Mask of keyword rows a scope may see (None: all); cached per scope like the exclusions."""
+        key = "visible:" + scope
+        if key not in self._exclude_cache:
+            visible = (caches.scopes == BASE_SCOPE) | (caches.scopes == scope)
+            self._exclude_cache[key] = visible
+        mask = self._exclude_cache[key]
+        return None if mask.all() else mask
+
+    def keyword_search(self, query: str, k: int, scope: str = BASE_SCOPE,
+                       also: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best BM25 rows with a positive score that `scope` may see, plus the scores of the `also`
+        ids (0 where a term is absent): (ids ascending, scores). Fusion needs the keyword score of the
+        dense candidates too, so a store can answer both in one pass over its keyword index."""
         with self._state_lock:
             caches = self._caches
-            scores = caches.keyword.scores(query)
             ids = caches.keyword.ids
-            if len(ids) and scope is not None:
-                visible = (caches.scopes == BASE_SCOPE) | (caches.scopes == scope)
-                if not visible.all():
-                    return ids[visible], scores[visible]
-            return ids, scores
+            scores = caches.keyword.scores(query)
+            if not len(scores):
+                want = np.unique(np.asarray(also if also is not None else [], dtype=np.int64))
+                return want, np.zeros(len(want), dtype=np.float32)
+            ranked = scores
+            mask = self._visible(caches, scope)
+            if mask is not None:
+                ranked = np.where(mask, scores, 0.0)
+            top = np.zeros(0, dtype=np.int64)
+            if k > 0:
+                top = np.argpartition(-ranked, min(k, len(ranked)) - 1)[:k] if len(ranked) > k else np.arange(len(ranked))
+                top = top[ranked[top] > 0]
+            rows = top
+            if also is not None and len(also):
+                pos = np.searchsorted(ids, also)
+                ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == also)
+                rows = np.union1d(top, pos[ok])
+            rows = np.unique(rows)
+            out_ids, out_scores = ids[rows], scores[rows].astype(np.float32)
+            if also is not None and len(also):
+                missing = np.setdiff1d(np.asarray(also, dtype=np.int64), out_ids)
+                if len(missing):  # ids the keyword index doesn't hold (yet): no keyword evidence
+                    out_ids = np.concatenate([out_ids, missing])
+                    out_scores = np.concatenate([out_scores, np.zeros(len(missing), np.float32)])
+                    order = np.argsort(out_ids)
+                    out_ids, out_scores = out_ids[order], out_scores[order]
+            return out_ids, out_scores
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         with self._state_lock:

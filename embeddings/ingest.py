@@ -211,7 +211,18 @@ class Ingestor:
             return IngestReport(failures=(Failure(name, _strip_name(str(exc), name)),))
         return self._run([(SourceRef(name, source, False), article)], [], scope, False, None)
 
-    def _run(self, items: list[tuple[SourceRef, ExtractedArticle | None]], failures: list[Failure], scope: str,
+    def ingest_texts(self, items: Iterable[tuple[str, str, bytes]], *, kind: str = "markdown",
+                     scope: str = BASE_SCOPE, progress: bool | None = None) -> IngestReport:
+        """Documents given as (source, name, raw bytes), e.g. an archive read by a script or the benchmark:
+        the same cleaning, chunking and batching as files, without a file per document."""
+
+        def loader(name: str, data: bytes) -> Callable[[], ExtractedArticle]:
+            return lambda: extract(data, kind=kind, name=name)
+
+        work = [(SourceRef(name, source, False), loader(name, data)) for source, name, data in items]
+        return self._run(work, [], scope, progress, None)
+
+    def _run(self, items: Sequence[tuple[SourceRef, ExtractedArticle | Callable[[], ExtractedArticle] | None]], failures: list[Failure], scope: str,
              progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None) -> IngestReport:
         from tqdm import tqdm
 
@@ -244,6 +255,8 @@ class Ingestor:
                 try:
                     if article is None:
                         article = read_source(ref, allow_private_urls=self.allow_private_urls, fetch=self._fetch)
+                    elif callable(article):
+                        article = article()
                     pending = self.prepare(ref, article, scope)
                 except QabotError as exc:
                     failures.append(Failure(ref.name, _strip_name(user_message(exc), ref.name)))

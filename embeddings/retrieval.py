@@ -35,20 +35,12 @@ class Retriever:
                mode: str = "fusion") -> list[Candidate]:
         n = max(k, self.params.candidates)
         d_ids, _ = self.index.dense_search(qvec, n, scope) if mode != "bm25" else (np.zeros(0, np.int64), None)
-        kw_ids_all, kw_all = self.index.keyword_scores(question, scope)
-        if mode == "dense" or not len(kw_all):
-            k_ids = np.zeros(0, dtype=np.int64)
-        else:
-            top = np.argpartition(-kw_all, min(n, len(kw_all)) - 1)[:n] if len(kw_all) > n else np.arange(len(kw_all))
-            top = top[kw_all[top] > 0]
-            k_ids = kw_ids_all[top]
-        ids = np.unique(np.concatenate([d_ids, k_ids]))
+        # Keyword top n plus the keyword scores of the dense candidates (a dense-only run still reports them).
+        ids, keyword = self.index.keyword_search(question, 0 if mode == "dense" else n, scope, also=d_ids)
         if not len(ids):
             return []
+        keyword = keyword.astype(np.float64)
         dense = self.index.vectors(ids.tolist()) @ qvec.astype(np.float32)
-        pos = np.searchsorted(kw_ids_all, ids)
-        ok = (pos < len(kw_ids_all)) & (kw_ids_all[np.minimum(pos, len(kw_ids_all) - 1)] == ids)
-        keyword = np.where(ok, kw_all[np.minimum(pos, len(kw_all) - 1)], 0.0) if len(kw_all) else np.zeros(len(ids))
         if mode == "dense":
             score = dense
         elif mode == "bm25":
