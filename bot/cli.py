@@ -227,6 +227,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from embeddings.benchmark import harness, report
+
+    systems = ["qabot", *[p.strip() for p in (args.peers or "").split(",") if p.strip()]]
+    if args.peers:
+        from embeddings.benchmark.peers import PEERS
+
+        unknown = [s for s in systems[1:] if s not in PEERS]
+        if unknown:
+            raise InputError(f"unknown peer {unknown[0]!r}: choose from {', '.join(PEERS)}")
+    sizes = args.passages or list(harness.DEFAULT_SIZES)
+    if any(n < 100 for n in sizes):
+        raise InputError("--passages must be at least 100")
+    dense = (args.dense or [100_000, 1_000_000]) if args.dense is not None else []
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="qabot-bench-"))
+    say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
+    say(f"benchmark work directory: {workdir}")
+    result = harness.run(sizes, systems, workdir, peer_sizes=args.peer_passages,
+                         recall_sets=() if args.no_recall else harness.RECALL_SETS,
+                         recall_limit=args.recall_questions or None, dense_sizes=dense, say=say)
+    if args.plot:
+        report.plot(result, Path(args.plot))
+        say(f"plot written to {args.plot}")
+    print(json.dumps(result.to_json(), indent=1) if args.json else report.format_table(result))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the Discord bot until stopped (Ctrl-C). Needs DISCORD_TOKEN."""
     import asyncio
@@ -326,6 +355,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png")
     p.add_argument("--cache", help="where dataset indexes are cached (default: the user cache dir)")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("bench", help="speed benchmark: ingest rate, latency, cold start, memory (and peers)")
+    p.add_argument("--passages", type=int, nargs="+", metavar="N",
+                   help="corpus sizes (default: 10000 100000)")
+    p.add_argument("--peers", default="", help="comma-separated peers to run too: txtai, txtai-hybrid, langchain, "
+                   "langchain-ensemble (needs: pip install 'torch==2.13.0' -e '.[bench]')")
+    p.add_argument("--peer-passages", type=int, nargs="+", metavar="N",
+                   help="run peers only at these sizes (default: every size)")
+    p.add_argument("--recall-questions", type=int, default=1000, metavar="N",
+                   help="held-out questions per recall set (0: all; default 1000)")
+    p.add_argument("--no-recall", action="store_true", help="skip recall@k on SQuAD and SciFact")
+    p.add_argument("--dense", type=int, nargs="*", metavar="N",
+                   help="also the dense index alone at N vectors (e.g. 100000 1000000): exact vs IVF")
+    p.add_argument("--workdir", help="where corpora and indexes go (default: a new temp dir); reused recall "
+                   "indexes make reruns faster")
+    p.add_argument("--json", action="store_true", help="print figures as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the figures")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("run", help="run the Discord bot (needs DISCORD_TOKEN)")
     p.set_defaults(func=cmd_run)

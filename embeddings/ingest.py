@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .chunking import chunk_document
 from .encoder import Encoder
 from .errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
@@ -17,7 +19,8 @@ from .fetch import fetch_url
 from .index import BASE_SCOPE, Index, keyword_text, now_iso
 from .store import NewDocument, NewPassage, PassageVectors
 
-COMMIT_EVERY_PASSAGES = 256  # a batch is embedded, then committed: a crash loses at most the batch in flight
+COMMIT_EVERY_PASSAGES = 256
+SENTENCE_POOLING = True  # a batch is embedded, then committed: a crash loses at most the batch in flight
 
 
 @dataclass(frozen=True)
@@ -76,16 +79,62 @@ class _Pending:
     missing: list[EmbedJob] = field(default_factory=list)
 
 
-def embed_passages(encoder: Encoder, jobs: Sequence[EmbedJob]) -> dict[str, PassageVectors]:
-    """Passage and sentence vectors in one encode call, so length-sorted batching spans both."""
-    texts = [j.text for j in jobs] + [s for j in jobs for s in j.sentences]
-    vecs = encoder.encode(texts)
-    out: dict[str, PassageVectors] = {}
-    pos = len(jobs)
-    for i, j in enumerate(jobs):
-        out[j.hash] = PassageVectors(vecs[i], vecs[pos:pos + len(j.sentences)])
-        pos += len(j.sentences)
+def embed_passages(encoder: Encoder, jobs: Sequence[EmbedJob], *, pooled: bool | None = None) -> dict[str, PassageVectors]:
+    """Passage and sentence vectors of each job.
+
+    Pooled (the default when the encoder exposes token embeddings): one forward pass per passage; the
+    passage vector is the mean of all its tokens (exactly what encode() returns) and each sentence vector
+    the mean of the tokens inside that sentence, so sentences cost no second pass. Otherwise passages and
+    sentences are encoded in one call, so length-sorted batching spans both."""
+    # (a LazyEncoder always has the method; whether it works depends on the model it loads)
+    token_fn = getattr(getattr(encoder, "loaded", encoder), "token_embeddings", None)
+    if pooled is None:
+        pooled = SENTENCE_POOLING
+    tokens = None
+    if pooled and token_fn is not None:
+        try:
+            tokens = token_fn([j.text for j in jobs])
+        except QabotError:  # a model without plain token outputs (e.g. a custom pooling stack)
+            tokens = None
+    if tokens is None:
+        texts = [j.text for j in jobs] + [s for j in jobs for s in j.sentences]
+        vecs = encoder.encode(texts)
+        out: dict[str, PassageVectors] = {}
+        pos = len(jobs)
+        for i, j in enumerate(jobs):
+            out[j.hash] = PassageVectors(vecs[i], vecs[pos:pos + len(j.sentences)])
+            pos += len(j.sentences)
+        return out
+    out = {}
+    leftovers: list[tuple[str, int, str]] = []  # sentences cut off by truncation: encoded on their own
+    for j, (hidden, offsets) in zip(jobs, tokens, strict=True):
+        passage = _unit(hidden.mean(axis=0))
+        sents = np.zeros((len(j.sentences), hidden.shape[1]), dtype=np.float32)
+        starts, ends = offsets[:, 0], offsets[:, 1]
+        real = ends > starts  # special tokens ([CLS], [SEP]) have empty spans
+        cursor = 0
+        for k, sentence in enumerate(j.sentences):
+            at = j.text.find(sentence, cursor)
+            if at < 0:
+                leftovers.append((j.hash, k, sentence))
+                continue
+            cursor = at + len(sentence)
+            inside = real & (starts >= at) & (ends <= cursor)
+            if inside.any():
+                sents[k] = _unit(hidden[inside].mean(axis=0))
+            else:
+                leftovers.append((j.hash, k, sentence))
+        out[j.hash] = PassageVectors(passage, sents)
+    if leftovers:
+        vecs = encoder.encode([s for _, _, s in leftovers])
+        for (h, k, _), v in zip(leftovers, vecs, strict=True):
+            out[h].sentences[k] = v
     return out
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(v))
+    return (v / n).astype(np.float32) if n > 0 else v.astype(np.float32)
 
 
 def doc_key_for(scope: str, canonical: str) -> str:

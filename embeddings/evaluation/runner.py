@@ -33,7 +33,7 @@ def default_cache_root() -> Path:
 
 
 def _dataset_key(ds: EvalDataset, model: str) -> str:
-    h = hashlib.sha256(f"{model}\0sentences-v1".encode())  # bump when the stored layout changes
+    h = hashlib.sha256(f"{model}\0sentences-v2-pooled".encode())  # bump when the stored vectors change
     for p in ds.passages or ():
         h.update(f"\0{p.id}\0{p.title}\0{p.text}".encode())
     return h.hexdigest()[:16]

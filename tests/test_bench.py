@@ -1,0 +1,90 @@
+"""`qabot bench`: corpora built from the shared eval data, and one end-to-end run with the hashing encoder
+(figures are not asserted: speed is for benchmarks, not tests; that the run measures and reports is)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from embeddings.benchmark import corpus
+from embeddings.benchmark.dense_bench import synthesize
+from embeddings.benchmark.qabot_system import QabotSystem
+from tests.support import ROOT, SHARED_EVAL
+
+pytestmark = pytest.mark.skipif(not (SHARED_EVAL / "squad_v1_dev").exists(), reason="shared eval data absent")
+
+
+def test_speed_corpus_real_first_then_distinct_perturbed_copies():
+    real = corpus._real_passages(SHARED_EVAL)
+    big = corpus.speed_corpus(len(real) + 500, SHARED_EVAL)
+    assert len(big) == len(real) + 500
+    assert [p.key for p in big[:len(real)]] == [p.key for p in real]
+    assert len({p.key for p in big}) == len(big), "keys must be unique"
+    copies = big[len(real):]
+    originals = {p.key: p for p in real}
+    for c in copies[:200]:
+        base = originals[c.key.split("~")[0]]
+        assert c.text != base.text and c.title == base.title
+        assert abs(len(c.text.split()) - len(base.text.split())) <= 1  # one word dropped, prose kept
+    assert corpus.speed_corpus(300, SHARED_EVAL) == corpus.speed_corpus(300, SHARED_EVAL)  # deterministic
+
+
+def test_recall_corpus_uses_held_out_questions_only():
+    passages, questions = corpus.recall_corpus("squad_v1_dev", SHARED_EVAL, limit=50)
+    assert len(passages) == 2067 and len(questions) == 50
+    keys = {p.key for p in passages}
+    tune_articles = set(list(dict.fromkeys(p.key.split("#")[0] for p in passages))[:24])
+    for q in questions:
+        assert set(q.gold) <= keys
+        assert not {g.split("#")[0] for g in q.gold} & tune_articles
+
+
+def test_articles_group_by_title_and_size():
+    passages = corpus.speed_corpus(100, SHARED_EVAL)
+    groups = list(corpus.articles(passages, per_article=8))
+    assert sum(len(g) for _, _, g in groups) == 100
+    for _, title, g in groups:
+        assert 1 <= len(g) <= 8 and all(p.title == title for p in g)
+
+
+def test_synthetic_dense_vectors_are_unit_and_seeded():
+    src = np.random.default_rng(0).standard_normal((50, 16)).astype(np.float32)
+    a, b = synthesize(src, 1000, seed=3), synthesize(src, 1000, seed=3)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-5)
+
+
+def test_qabot_system_builds_opens_and_finds_its_passages(tmp_path, monkeypatch):
+    monkeypatch.setenv("QABOT_EMBED_MODEL", "hashing:256")
+    passages, questions = corpus.recall_corpus("squad_v1_dev", SHARED_EVAL, limit=20)
+    system = QabotSystem(per_article=1)
+    system.build(passages[:300], tmp_path)
+    system.open(tmp_path)
+    assert system.passages_stored() >= 300
+    keys = system.search(passages[5].text[:200], 5)
+    assert keys[0] == passages[5].key
+
+
+def test_bench_cli_end_to_end_json(tmp_path):
+    env = dict(os.environ, QABOT_EMBED_MODEL="hashing:128")
+    out = subprocess.run([sys.executable, "-m", "bot.cli", "bench", "--passages", "150", "--no-recall", "--json",
+                          "--workdir", str(tmp_path), "--plot", str(tmp_path / "b.png")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)["sizes"]["150"]["qabot"]
+    for key in ("ingest_passages_per_s", "query_ms_p50", "query_ms_p95", "cold_start_s", "peak_rss_mb", "index_mb"):
+        assert figures[key] > 0, key
+    assert figures["passages"] >= 150 and figures["query_ms_p95"] >= figures["query_ms_p50"]
+    assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_bench_rejects_bad_arguments(tmp_path):
+    for args, msg in ((["--passages", "5"], "at least 100"),):
+        out = subprocess.run([sys.executable, "-m", "bot.cli", "bench", *args, "--workdir", str(tmp_path)],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and msg in out.stderr, out.stderr
