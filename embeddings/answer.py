@@ -95,8 +95,34 @@ class Answerer:
         self.params = params or index.config.retrieval
         self.retriever = Retriever(index, self.params)
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._terms: OrderedDict[int, list[list[str]]] = OrderedDict()
         self._cache_size = sentence_cache
         self._cache_lock = threading.Lock()
+
+    def _sentence_terms(self, rows: list[PassageRow]) -> dict[int, list[list[str]]]:
+        """Stemmed terms of each sentence of these passages. Cached: reranking and answer selection both
+        read them, and popular passages come back question after question; the misses are tokenized in
+        one call (per-call overhead dominates for short sentences)."""
+        out: dict[int, list[list[str]]] = {}
+        with self._cache_lock:
+            for row in rows:
+                hit = self._terms.get(row.id)
+                if hit is not None:
+                    self._terms.move_to_end(row.id)
+                    out[row.id] = hit
+        todo = [r for r in rows if r.id not in out and r.sentences]
+        if todo:
+            flat = tokenize([r.text[a:b] for r in todo for a, b in r.sentences])
+            pos = 0
+            for row in todo:
+                out[row.id] = flat[pos:pos + len(row.sentences)]
+                pos += len(row.sentences)
+            with self._cache_lock:
+                for row in todo:
+                    self._terms[row.id] = out[row.id]
+                while len(self._terms) > self._cache_size:
+                    self._terms.popitem(last=False)
+        return out
 
     def _sentence_vectors(self, rows: list[PassageRow]) -> dict[int, np.ndarray]:
         """Sentence matrices for these passages: memory cache, then the stored ones, then (for indexes
@@ -195,14 +221,14 @@ class Answerer:
         prior = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
         out = []
         matrices = self._sentence_vectors([rows[c.passage_id] for c in cands])
+        sentence_terms = self._sentence_terms([rows[c.passage_id] for c in cands])
         for cand, p in zip(cands, prior, strict=True):
             row = rows[cand.passage_id]
             if not row.sentences:
                 continue
             sims = matrices[row.id] @ qvec
             prev: set[str] = set()
-            for (s, e), sim, terms in zip(row.sentences, sims, tokenize([row.text[a:b] for a, b in row.sentences]),
-                                          strict=True):
+            for (s, e), sim, terms in zip(row.sentences, sims, sentence_terms[row.id], strict=True):
                 own = q_terms & set(terms)
                 inherited = (q_terms & prev) - own
                 n = max(len(q_terms), 1)
