@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # torch first and pinned: pip takes the CPU build from this machine's disk; unpinned it pulls CUDA.
 TORCH := torch==2.13.0
 
-.PHONY: run test setup index lint eval bench bench-discord clean
+.PHONY: run test setup index lint eval bench bench-speed bench-discord clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -43,8 +43,21 @@ eval: $(STAMP)
 	$(BIN)/qabot eval $(EVAL)/scifact --split heldout --compare --plot eval-out/scifact.png
 	$(BIN)/qabot eval $(EVAL)/seed --compare
 
-# Benchmarks (not tests). For now: the Discord bot under load.
-bench: bench-discord
+# Benchmarks (not tests): speed against txtai and LangChain (README "Speed"), then the Discord bot under load.
+bench: bench-speed bench-discord
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q $(TORCH) -e '.[bench]'
+	touch $(BENCH_STAMP)
+
+# qabot at 10k and 100k passages, peers at 10k, recall on SQuAD/SciFact held-out, the dense index at 100k/1M.
+# Reuses bench-out/work (recall indexes) between runs; delete it for a cold run.
+bench-speed: $(BENCH_STAMP)
+	mkdir -p bench-out
+	bash -o pipefail -c "$(BIN)/qabot bench --peers txtai,txtai-hybrid,langchain,langchain-ensemble \
+		--peer-passages 10000 --dense 100000 1000000 --workdir bench-out/work --plot bench-out/bench.png \
+		$(BENCH_ARGS) | tee bench-out/bench.txt"
 
 # The Discord bot under load: 50 questions at once against the loopback fake, real model.
 bench-discord: $(STAMP)

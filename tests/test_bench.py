@@ -84,7 +84,7 @@ def test_bench_cli_end_to_end_json(tmp_path):
 
 
 def test_bench_rejects_bad_arguments(tmp_path):
-    for args, msg in ((["--passages", "5"], "at least 100"),):
+    for args, msg in ((["--peers", "nope"], "unknown peer"), (["--passages", "5"], "at least 100")):
         out = subprocess.run([sys.executable, "-m", "bot.cli", "bench", *args, "--workdir", str(tmp_path)],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and msg in out.stderr, out.stderr
