@@ -161,7 +161,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
         report = svc.index.integrity()
     finally:
         svc.close()
-    data = {**st.__dict__, "store": "embedded (SQLite + FAISS + BM25)", "integrity": "ok" if report.ok else
+    from embeddings.backend import describe_store
+
+    data = {**st.__dict__, "store": describe_store(svc.index), "integrity": "ok" if report.ok else
             "; ".join(report.problems)}
     if args.json:
         print(json.dumps(data))
@@ -169,6 +171,57 @@ def cmd_stats(args: argparse.Namespace) -> int:
         for k, v in data.items():
             print(f"{k:12} {v}")
     return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Copy the current index (QABOT_STORE, else --home / QABOT_HOME) to --to, without re-embedding."""
+    from embeddings.backend import open_index
+    from embeddings.config import Settings
+    from embeddings.migrate import copy_index
+
+    settings = Settings.from_env()
+    if getattr(args, "home", None):
+        settings = replace(settings, home=Path(args.home), store="")
+    if args.source:
+        from embeddings.backend import is_pg_url
+
+        settings = replace(settings, store=args.source) if is_pg_url(args.source) else \
+            replace(settings, home=Path(args.source).expanduser(), store="")
+    probe = _peek_model(settings)
+    source = open_index(settings, probe, create=False)
+    try:
+        report = copy_index(source, args.to, progress=None if not args.quiet else False)
+    finally:
+        source.close()
+    print(f"copied {report.documents} documents, {report.passages} passages, {report.feedback} votes"
+          f"\n  from {report.source}\n  to   {report.target}")
+    return 0
+
+
+def _peek_model(settings):
+    """The model an existing index names (so opening it to copy loads no model)."""
+    from embeddings.backend import is_pg_url
+    from embeddings.config import IndexConfig
+    from embeddings.errors import IndexCorrupt
+    from embeddings.migrate import StoredModel
+
+    if is_pg_url(settings.store):
+        import psycopg
+
+        try:
+            with psycopg.connect(settings.store, connect_timeout=10) as conn:
+                row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
+        except psycopg.Error:
+            row = None
+        if row is None:
+            raise IndexCorrupt("No qabot store at QABOT_STORE to copy from")
+        cfg = IndexConfig.from_json(row[0])
+    else:
+        path = settings.home / "config.json"
+        if not path.exists():
+            raise IndexCorrupt(f"No qabot index at {settings.home} to copy from")
+        cfg = IndexConfig.from_json(path.read_text())
+    return StoredModel(cfg.model, cfg.dimension, cfg.max_tokens, cfg.encoder_backend)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -247,8 +300,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     say = (lambda msg: print(msg, file=sys.stderr)) if args.json else print
     say(f"benchmark work directory: {workdir}")
     result = harness.run(sizes, systems, workdir, peer_sizes=args.peer_passages,
-                         recall_sets=() if args.no_recall else harness.RECALL_SETS,
-                         recall_limit=args.recall_questions or None, dense_sizes=dense, say=say)
+                         recall_sets=() if args.no_recall else (args.recall_sets or harness.RECALL_SETS),
+                         recall_limit=args.recall_questions or None, dense_sizes=dense,
+                         ingest_limit=args.ingest_limit or None, say=say)
     if args.plot:
         report.plot(result, Path(args.plot))
         say(f"plot written to {args.plot}")
@@ -342,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_stats)
 
+    p = sub.add_parser("migrate", help="copy the index to PostgreSQL or back to a directory, without re-embedding")
+    p.add_argument("--to", required=True, metavar="postgresql://...|DIR", help="target store (created if needed)")
+    p.add_argument("--from", dest="source", metavar="postgresql://...|DIR",
+                   help="source store (default: QABOT_STORE, else --home / QABOT_HOME)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_migrate)
+
     p = sub.add_parser("eval", help="retrieval and answer metrics on an evaluation set (../shared/eval/...)")
     p.add_argument("dataset", metavar="DATASET_DIR")
     p.add_argument("--split", choices=["tune", "heldout", "all"], default="all")
@@ -366,6 +427,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recall-questions", type=int, default=1000, metavar="N",
                    help="held-out questions per recall set (0: all; default 1000)")
     p.add_argument("--no-recall", action="store_true", help="skip recall@k on SQuAD and SciFact")
+    p.add_argument("--recall-sets", nargs="+", choices=("squad_v1_dev", "scifact"), metavar="SET",
+                   help="recall sets to run (default: squad_v1_dev scifact)")
+    p.add_argument("--ingest-limit", type=int, default=0, metavar="N",
+                   help="measure qabot's query side above N passages on a copy of the largest ingested index "
+                        "(encoding 100k passages on 2 cores takes over an hour); peers skip those sizes")
     p.add_argument("--dense", type=int, nargs="*", metavar="N",
                    help="also the dense index alone at N vectors (e.g. 100000 1000000): exact vs IVF")
     p.add_argument("--workdir", help="where corpora and indexes go (default: a new temp dir); reused recall "

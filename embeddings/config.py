@@ -58,6 +58,9 @@ class IndexConfig:
     retrieval: RetrievalParams = field(default_factory=RetrievalParams)
     schema_version: int = SCHEMA_VERSION
     created_at: str = ""
+    # The runtime that computed the stored vectors: torch fp32 or an int8 one (cosine ~0.99 apart, so one
+    # index never mixes them; indexes from before 2026-12 were all torch).
+    encoder_backend: str = "torch"
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -80,6 +83,7 @@ class IndexConfig:
             retrieval=RetrievalParams.from_json(data.get("retrieval")),
             schema_version=int(data.get("schema_version", 0)),
             created_at=data.get("created_at", ""),
+            encoder_backend=data.get("encoder_backend", "torch"),
         )
 
     def with_retrieval(self, **changes: Any) -> IndexConfig:
@@ -113,6 +117,9 @@ class Settings:
     embed_model: str = DEFAULT_MODEL
     top_k: int = 5
     torch_threads: int = 0  # 0: torch's default (one per core)
+    encoder_backend: str = "torch"  # QABOT_ENCODER_BACKEND: torch, openvino-int8 or onnx-int8 (encoder_int8.py)
+    # QABOT_STORE: a postgresql:// URL puts the index in PostgreSQL (embeddings/backend.py); empty: `home`.
+    store: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -123,4 +130,6 @@ class Settings:
             embed_model=env.get("QABOT_EMBED_MODEL") or DEFAULT_MODEL,
             top_k=_int(env, "QABOT_TOP_K", 5, 1, 20),
             torch_threads=_int(env, "QABOT_TORCH_THREADS", 0, 0, 256),
+            encoder_backend=(env.get("QABOT_ENCODER_BACKEND") or "torch").strip().lower(),
+            store=(env.get("QABOT_STORE") or "").strip(),
         )

@@ -78,7 +78,8 @@ class Index:
                 raise IndexCorrupt(f"No qabot index at {self.home}: run `qabot ingest PATH` first")
             self.home.mkdir(parents=True, exist_ok=True)
             cfg = IndexConfig(model=encoder.name, dimension=encoder.dimension, max_tokens=encoder.max_tokens,
-                              created_at=datetime.now(UTC).isoformat(timespec="seconds"))
+                              created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                              encoder_backend=encoder_backend(encoder))
             atomic.write_text(self.home / self.CONFIG, cfg.to_json())
         self.config = self._read_config()
         self._check_compatible()
@@ -195,6 +196,7 @@ class Index:
     # ---- writing
     @contextmanager
     def writer(self) -> Iterator[Writer]:
+        check_writer_backend(self.config, self.encoder, str(self.home))
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
@@ -326,6 +328,21 @@ class Writer:
             store.delete_document(conn, doc_id)
         self.changed = True
 
+
+
+def encoder_backend(encoder: Encoder) -> str:
+    return str(getattr(encoder, "backend", "torch"))
+
+
+def check_writer_backend(config: IndexConfig, encoder: Encoder, where: str) -> None:
+    """Reading with another runtime is fine (a question vector ~0.99 cosine to its fp32 self); writing would
+    leave one index holding vectors of two precisions, so it is refused."""
+    mine = encoder_backend(encoder)
+    if mine != config.encoder_backend and mine != "hashing":
+        raise IndexMismatch(
+            f"The index at {where} was built with the {config.encoder_backend} encoder backend, but qabot is set "
+            f"to {mine} (QABOT_ENCODER_BACKEND). Ingest with QABOT_ENCODER_BACKEND={config.encoder_backend}, or "
+            f"build a new index (another QABOT_HOME) with {mine}.")
 
 
 def now_iso() -> str:

@@ -6,9 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .answer import Answerer
+from .backend import open_feedback, open_index
 from .config import Settings
 from .encoder import Encoder, load_encoder
-from .index import BASE_SCOPE, Index
+from .index import BASE_SCOPE
 from .ingest import DocOutcome, Ingestor, IngestReport
 from .models import Answer
 from .store import DocumentRow
@@ -29,8 +30,9 @@ class QAService:
     def __init__(self, settings: Settings, encoder: Encoder | None = None, *, create: bool = True,
                  allow_private_urls: bool = False) -> None:
         self.settings = settings
-        self.encoder = encoder or load_encoder(settings.embed_model, threads=settings.torch_threads or None)
-        self.index = Index(settings.home, self.encoder, create=create)
+        self.encoder = encoder or load_encoder(settings.embed_model, threads=settings.torch_threads or None,
+                                                 backend=settings.encoder_backend)
+        self.index = open_index(settings, self.encoder, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
 
@@ -62,10 +64,9 @@ class QAService:
     # ---- added for the Discord bot (feedback, uploads); the methods above are unchanged ----------
 
     def _feedback(self):
-        from .feedback import FeedbackStore
-
-        # A short-lived connection per call: votes are rare, and nothing has to be closed with the service.
-        return FeedbackStore(self.index.home / self.index.DB)
+        # A short-lived store per call: votes are rare, and nothing has to be closed with the service.
+        # Where votes live follows the index (its SQLite file, or its PostgreSQL database).
+        return open_feedback(self.index)
 
     def record_feedback(self, *, answer_key: str, user_id: int | str, answer: Answer, vote: int,
                         scope: str = BASE_SCOPE) -> bool:

@@ -88,3 +88,25 @@ def test_bench_rejects_bad_arguments(tmp_path):
         out = subprocess.run([sys.executable, "-m", "bot.cli", "bench", *args, "--workdir", str(tmp_path)],
                              cwd=ROOT, capture_output=True, text=True, timeout=120)
         assert out.returncode == 2 and msg in out.stderr, out.stderr
+
+
+def test_replicate_grows_an_index_without_encoding(tmp_path):
+    from embeddings.benchmark.replicate import replicate
+    from tests.support import SEEDS, make_service
+
+    svc = make_service(tmp_path / "small")
+    svc.ingest([str(SEEDS)], progress=False)
+    n = svc.stats().passages
+    svc.close()
+    held = replicate(tmp_path / "small", tmp_path / "big", 3 * n + 1)
+    assert held == 4 * n  # whole copies, enough to reach the size asked for
+    big = make_service(tmp_path / "big")
+    assert big.index.integrity().ok and big.stats().documents == 4 * len(list(SEEDS.glob("*.txt")))
+    ids = big.index._caches.keyword.ids
+    v = big.index.vectors(ids.tolist())
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, rtol=1e-5)
+    cos = v @ v.T
+    np.fill_diagonal(cos, 0)
+    assert cos.max() < 0.9999, "copies are jittered, not exact ties"
+    assert any("Shah" in p.text for p in big.ask("why did Egypt cut ties with Iran Sadat Shah", k=3).passages)
+    big.close()

@@ -17,10 +17,11 @@ from tests.support import SHARED_EVAL
 
 SQUAD = SHARED_EVAL / "squad_v1_dev"
 STRIDE = 19  # every 19th tune question: 300 questions spread over all 24 tune articles
-# Measured on a freshly built index with the parameters in embeddings/config.py (2026-11-28); plain fusion
-# scores R@1 0.8067 on the same slice. answer_hit counts a refusal of an answerable question as a miss.
-MEASURED_R1 = 0.83
-MEASURED_ANSWER_HIT = 0.6967
+# Measured on a freshly built index with the parameters in embeddings/config.py (2026-12-01, sentence vectors
+# pooled from the passage's tokens; separately encoded sentences gave 0.83 / 0.6967 on 2026-11-28); plain
+# fusion scores R@1 0.8067 on the same slice. answer_hit counts a refusal of an answerable question as a miss.
+MEASURED_R1 = 0.85
+MEASURED_ANSWER_HIT = 0.7167
 
 pytestmark = [pytest.mark.model, pytest.mark.slow,
               pytest.mark.skipif(not SQUAD.exists(), reason=f"{SQUAD} not present")]

@@ -202,3 +202,22 @@ def test_lookups_span_several_in_list_chunks(hashing_service, monkeypatch):
     assert set(store.sentence_vectors_for(ids, 256)) == set(ids)
     assert np.count_nonzero(np.abs(store.vectors_for(ids, 256)).sum(axis=1)) == len(ids)
     assert store.existing_hashes([f"nope{i}" for i in range(5)]) == set()
+
+
+def test_index_records_encoder_backend_and_refuses_mixed_writes(tmp_path):
+    def with_backend(backend: str) -> HashingEncoder:
+        enc = HashingEncoder(256)
+        enc.backend = backend  # stands in for a runtime of the same model
+        return enc
+
+    home = tmp_path / "idx"
+    svc = QAService(Settings(home=home), encoder=with_backend("onnx-int8"))
+    svc.ingest([str(SEEDS)], progress=False)
+    svc.close()
+    assert json.loads((home / "config.json").read_text())["encoder_backend"] == "onnx-int8"
+
+    other = QAService(Settings(home=home), encoder=with_backend("torch"))
+    assert other.ask("why did Egypt cut ties with Iran?").passages  # reading with another runtime is fine
+    with pytest.raises(IndexMismatch, match="onnx-int8"):
+        other.ingest([str(SEEDS / "000_db06b687ad4f3416.txt")], progress=False)
+    other.close()

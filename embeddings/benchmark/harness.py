@@ -37,6 +37,7 @@ class SpeedResult:
     peak_rss_mb: float
     index_mb: float
     build_s: float
+    ingested: bool = True  # False: built by copying a smaller ingested index (replicate.py); no ingest rate
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,33 @@ def _latency_questions(eval_root: str | Path | None, n: int) -> list[dict]:
     _, questions = recall_corpus("squad_v1_dev", eval_root)
     rng = random.Random(1)
     return [{"question": q.question} for q in rng.sample(questions, min(n, len(questions)))]
+
+
+def run_replicated(size: int, source_size: int, workdir: Path, *, eval_root: str | Path | None = None,
+                   questions: int = LATENCY_QUESTIONS, say: Callable[[str], None] = print) -> SpeedResult:
+    """qabot's query side at a size too big to ingest here in reasonable time (see replicate.py)."""
+    base = workdir / f"speed-{size}"
+    qfile = base / "questions.jsonl"
+    if not qfile.exists():
+        _write_jsonl(qfile, _latency_questions(eval_root, questions))
+    sysdir = base / "qabot"
+    if sysdir.exists():
+        import shutil
+
+        shutil.rmtree(sysdir)
+    log = base / "qabot.log"
+    say(f"  qabot: copying the {source_size:,}-passage index up to {size:,} passages (no encoding) ...")
+    from .replicate import replicate
+
+    started = time.perf_counter()
+    held = replicate(workdir / f"speed-{source_size}" / "qabot" / "qabot", sysdir / "qabot", size)
+    build_s = time.perf_counter() - started
+    say(f"  qabot: {held:,} passages; querying ...")
+    queried = _run_worker(["query", "qabot", str(sysdir), str(qfile), "--t0", repr(time.time())], log)
+    lat = np.asarray(queried["latencies_ms"])
+    return SpeedResult("qabot", size, held, 0.0, float(np.percentile(lat, 50)), float(np.percentile(lat, 95)),
+                       queried["cold_start_s"], queried["query_peak_rss_mb"], _dir_mb(sysdir), build_s,
+                       ingested=False)
 
 
 def run_speed(system: str, size: int, workdir: Path, *, eval_root: str | Path | None = None,
@@ -183,15 +211,26 @@ class BenchReport:
 
 def run(sizes: Sequence[int], systems: Sequence[str], workdir: Path, *, peer_sizes: Sequence[int] | None = None,
         recall_sets: Sequence[str] = RECALL_SETS, recall_limit: int | None = 1000,
-        eval_root: str | Path | None = None, dense_sizes: Sequence[int] = (),
+        eval_root: str | Path | None = None, dense_sizes: Sequence[int] = (), ingest_limit: int | None = None,
         say: Callable[[str], None] = print) -> BenchReport:
+    """`ingest_limit`: sizes above it are not ingested; qabot's query side is measured on a copy of the
+    largest ingested index grown to that size, and peers skip them."""
     report = BenchReport()
-    for size in sizes:
+    ingested: list[int] = []
+    for size in sorted(sizes):
+        copy = ingest_limit is not None and size > ingest_limit
+        if copy and not ingested:
+            raise QabotError(f"--ingest-limit {ingest_limit}: no smaller size was ingested to copy {size:,} from")
         for system in systems:
-            if system != "qabot" and peer_sizes is not None and size not in peer_sizes:
+            if system != "qabot" and (copy or (peer_sizes is not None and size not in peer_sizes)):
                 continue
             say(f"[{size:,} passages] {system}")
-            report.speed.append(run_speed(system, size, workdir, eval_root=eval_root, say=say))
+            if copy:
+                report.speed.append(run_replicated(size, ingested[-1], workdir, eval_root=eval_root, say=say))
+            else:
+                report.speed.append(run_speed(system, size, workdir, eval_root=eval_root, say=say))
+        if not copy:
+            ingested.append(size)
     for dataset in recall_sets:
         for system in systems:
             say(f"[recall {dataset}] {system}")

@@ -31,7 +31,11 @@ def format_table(report: BenchReport) -> str:
         lines.append(head)
         lines.append("-" * len(head))
         for r in rows:
-            lines.append(f"{r.system:<20}" + "".join(f"{fmt.format(getattr(r, k)):>15}" for k, _, fmt, _ in SPEED_COLUMNS))
+            cells = [("copied" if k == "ingest_passages_per_s" and not r.ingested else fmt.format(getattr(r, k)))
+                     for k, _, fmt, _ in SPEED_COLUMNS]
+            lines.append(f"{r.system:<20}" + "".join(f"{c:>15}" for c in cells))
+        if any(not r.ingested for r in rows):
+            lines.append("(copied: built from the largest ingested index without encoding; see replicate.py)")
         if qabot is not None:
             for r in rows:
                 if r is qabot:

@@ -1,0 +1,541 @@
+"""The PostgreSQL + pgvector store: the same surface as index.Index, for many processes on many machines.
+
+Everything lives in the database (no cache files): documents, passages with their vector and tsvector,
+one row per distinct passage embedding (with the sentence matrix), feedback, and the store's config in
+`qabot_meta`, so any bot process or ingest job anywhere opens the same corpus with one URL.
+
+Design choices (figures in docs/scale.md):
+- Dense search: an HNSW index (inner product; vectors are L2-normalised) that is *partial*, covering the
+  base corpus only (scope ''). A guild's query is the HNSW top-k of the base corpus united with an exact
+  scan of that guild's own passages (index on scope). Nothing is filtered after an approximate scan, which is
+  what loses recall (a guild filter over an HNSW scan of everything kept 0.07 of the true top 10 here).
+  A guild's own set is small (uploads by its members); the exact scan costs one dot product per row.
+- Keyword search: PostgreSQL full-text (english configuration, GIN index), ranked with ts_rank over an OR
+  of the question's lexemes, so a passage needs some of the words, not all, like BM25.
+- Writes: each put_documents / delete_document is one transaction, retried on deadlock. Documents are
+  replaced by (scope, source) under a transaction advisory lock on that pair, so concurrent ingests of the
+  same document serialise instead of racing into duplicates (the UNIQUE constraint backs this up).
+- Readers need no refresh: every query reads committed state. `generation` still counts commits."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from .config import SCHEMA_VERSION, IndexConfig
+from .encoder import Encoder
+from .errors import IndexBusy, IndexCorrupt, IndexMismatch, QabotError
+from .index import check_writer_backend, encoder_backend
+from .store import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
+
+BASE_SCOPE = ""
+TS_CONFIG = "english"
+
+
+class StoreUnavailable(QabotError):
+    """The PostgreSQL server cannot be reached or lacks what qabot needs (pgvector)."""
+
+
+def _require_driver() -> None:
+    try:
+        import pgvector.psycopg  # noqa: F401
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+    except ImportError as exc:
+        raise StoreUnavailable("QABOT_STORE names PostgreSQL, but its drivers are not installed: "
+                               "pip install 'qabot[postgres]'") from exc
+
+
+def is_pg_url(url: str | None) -> bool:
+    return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, for logs and `qabot stats`."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        creds, host = netloc.rsplit("@", 1)
+        if ":" in creds:
+            creds = creds.split(":", 1)[0] + ":***"
+        netloc = f"{creds}@{host}"
+    query = "&".join("password=***" if q.lower().startswith("password=") else q for q in parts.query.split("&")) \
+        if parts.query else ""
+    if (netloc, query) == (parts.netloc, parts.query):
+        return url  # nothing secret (urlunsplit would also turn postgresql:///db into postgresql:/db)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _lock_key(*parts: str) -> int:
+    """A signed 64-bit advisory-lock key for a (scope, source) pair."""
+    return int.from_bytes(hashlib.sha1("\0".join(parts).encode()).digest()[:8], "big", signed=True)
+
+
+def _query_lexemes_sql() -> str:
+    # OR of the question's stemmed lexemes (stop words dropped by the configuration): BM25-like "any term".
+    return (f"(SELECT to_tsquery('simple', coalesce(string_agg(quote_literal(lexeme), ' | '), ''))"
+            f" FROM unnest(to_tsvector('{TS_CONFIG}', %(q)s)))")
+
+
+@dataclass(frozen=True)
+class IntegrityReport:
+    generation: int
+    sqlite_passages: int  # named like index.IntegrityReport: the passages the database holds
+    dense_vectors: int
+    keyword_rows: int
+    ok: bool
+    problems: tuple[str, ...] = ()
+
+
+def _np(vec: Any) -> np.ndarray:
+    # pgvector's adapter returns a Vector object (0.3+) or a numpy array (older): accept both.
+    return np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec, dtype=np.float32)
+
+
+_DOC_COLS = "d.id, d.doc_key, d.scope, d.source, d.title, d.outlet, d.published, d.ingested_at, d.content_hash"
+
+
+def _doc(row: Sequence[Any], passages: int = 0) -> DocumentRow:
+    return DocumentRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], passages=passages)
+
+
+class PgStore:
+    """What callers reach as `index.store`: the embedded Store's read methods, over a connection pool."""
+
+    def __init__(self, pool: Any, dimension: int) -> None:
+        self._pool = pool
+        self.dimension = dimension
+
+    @contextmanager
+    def _conn(self) -> Iterator[Any]:
+        with self._pool.connection() as conn:
+            yield conn
+
+    def _all(self, sql: str, args: Any = None) -> list[tuple]:
+        with self._conn() as conn:
+            return conn.execute(sql, args).fetchall()
+
+    def generation(self) -> int:
+        rows = self._all("SELECT value FROM qabot_meta WHERE key = 'generation'")
+        return int(rows[0][0]) if rows else 0
+
+    def documents(self, scope: str | None = None) -> list[DocumentRow]:
+        sql = f"SELECT {_DOC_COLS}, (SELECT count(*) FROM passages p WHERE p.doc_id = d.id) FROM documents d"
+        args: tuple = ()
+        if scope is not None:
+            sql += " WHERE d.scope = %s"
+            args = (scope,)
+        return [_doc(r, int(r[9])) for r in self._all(sql + " ORDER BY d.id", args)]
+
+    def document_by_source(self, scope: str, source: str) -> DocumentRow | None:
+        rows = self._all(f"SELECT {_DOC_COLS} FROM documents d WHERE d.scope = %s AND d.source = %s", (scope, source))
+        return _doc(rows[0]) if rows else None
+
+    def document_text(self, doc_id: int) -> str:
+        rows = self._all("SELECT text FROM documents WHERE id = %s", (int(doc_id),))
+        return rows[0][0] if rows else ""
+
+    def existing_hashes(self, hashes: Any) -> set[str]:
+        keys = list(dict.fromkeys(hashes))
+        if not keys:
+            return set()
+        return {r[0] for r in self._all("SELECT hash FROM embeddings WHERE hash = ANY(%s)", (keys,))}
+
+    def passage_ids_and_scopes(self) -> tuple[np.ndarray, list[str]]:
+        rows = self._all("SELECT id, scope FROM passages ORDER BY id")
+        return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
+
+    def iter_passage_texts(self) -> Iterator[tuple[int, str, str]]:
+        yield from self._all("SELECT p.id, p.text, d.title FROM passages p JOIN documents d ON d.id = p.doc_id"
+                             " ORDER BY p.id")
+
+    def vectors_for(self, passage_ids: Sequence[int], dimension: int | None = None) -> np.ndarray:
+        ids = [int(i) for i in passage_ids]
+        out = np.zeros((len(ids), dimension or self.dimension), dtype=np.float32)
+        if not ids:
+            return out
+        pos: dict[int, list[int]] = {}
+        for i, pid in enumerate(ids):
+            pos.setdefault(pid, []).append(i)
+        for pid, vec in self._all("SELECT id, embedding FROM passages WHERE id = ANY(%s)", (list(pos),)):
+            out[pos[pid]] = _np(vec)
+        return out
+
+    def sentence_vectors_for(self, passage_ids: Sequence[int], dimension: int | None = None) -> dict[int, np.ndarray]:
+        dim = dimension or self.dimension
+        rows = self._all("SELECT p.id, e.sentences FROM passages p JOIN embeddings e ON e.hash = p.embed_hash"
+                         " WHERE p.id = ANY(%s)", ([int(i) for i in passage_ids],))
+        return {pid: np.frombuffer(blob, dtype=np.float32).reshape(-1, dim) for pid, blob in rows}
+
+    def passages(self, passage_ids: Sequence[int]) -> dict[int, PassageRow]:
+        ids = [int(i) for i in passage_ids]
+        if not ids:
+            return {}
+        rows = self._all('SELECT p.id, p.doc_id, p.ordinal, p.paragraph, p.start, p."end", p.text,'
+                         f' p.sentence_starts, p.sentence_ends, {_DOC_COLS}'
+                         " FROM passages p JOIN documents d ON d.id = p.doc_id WHERE p.id = ANY(%s)", (ids,))
+        out: dict[int, PassageRow] = {}
+        for r in rows:
+            pid, doc_id, ordinal, paragraph, start, end, text, starts, ends = r[:9]
+            spans = tuple((s - start, e - start) for s, e in zip(starts, ends, strict=True))
+            out[pid] = PassageRow(pid, doc_id, ordinal, paragraph, start, end, text, spans, _doc(r[9:]))
+        return out
+
+    def counts(self) -> dict[str, int]:
+        c = self._all("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages),"
+                      " (SELECT coalesce(sum(cardinality(sentence_starts)), 0) FROM passages),"
+                      " (SELECT count(*) FROM embeddings)")[0]
+        return {"documents": int(c[0]), "passages": int(c[1]), "sentences": int(c[2]), "embeddings": int(c[3])}
+
+    # ---- export (qabot migrate): documents in id order with their stored vectors, nothing re-embedded
+    def export_documents(self, batch: int = 200) -> Iterator[tuple[NewDocument, dict[str, PassageVectors]]]:
+        last = 0
+        while True:
+            docs = self._all("SELECT id, doc_key, scope, source, title, outlet, published, ingested_at, content_hash,"
+                             " text FROM documents WHERE id > %s ORDER BY id LIMIT %s", (last, batch))
+            if not docs:
+                return
+            ids = [d[0] for d in docs]
+            prow = self._all('SELECT p.doc_id, p.ordinal, p.paragraph, p.start, p."end", p.text, p.embed_hash,'
+                             " p.sentence_starts, p.sentence_ends, e.vector, e.sentences FROM passages p"
+                             " LEFT JOIN embeddings e ON e.hash = p.embed_hash WHERE p.doc_id = ANY(%s)"
+                             " ORDER BY p.id", (ids,))
+            by_doc: dict[int, list[NewPassage]] = {}
+            vectors: dict[str, PassageVectors] = {}
+            for r in prow:
+                by_doc.setdefault(r[0], []).append(NewPassage(r[1], r[2], r[3], r[4], r[5], r[6],
+                                                              tuple(zip(r[7], r[8], strict=True))))
+                if r[9] is not None and r[6] not in vectors:
+                    vectors[r[6]] = PassageVectors(_np(r[9]),
+                                                   np.frombuffer(r[10], dtype=np.float32).reshape(-1, self.dimension))
+            for d in docs:
+                doc = NewDocument(d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9],
+                                  passages=tuple(by_doc.get(d[0], ())))
+                yield doc, {p.embed_hash: vectors[p.embed_hash] for p in doc.passages if p.embed_hash in vectors}
+            last = ids[-1]
+
+    # ---- writes (inside PgWriter's transaction)
+    def put_documents(self, conn: Any, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
+        for key in sorted({_lock_key(d.scope, d.source) for d in docs}):
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        needed = sorted({p.embed_hash for d in docs for p in d.passages})
+        new = [h for h in needed if h in vectors]
+        with conn.cursor() as cur:
+            # Rows go in by COPY into per-connection staging tables and one INSERT ... SELECT each: several
+            # times faster than a statement per passage (the tsvector is computed by the server either way).
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS qabot_stage_emb (hash TEXT, vector vector, sentences BYTEA)"
+                        " ON COMMIT DELETE ROWS")
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS qabot_stage_passages (seq INTEGER, doc_id BIGINT, scope TEXT,"
+                        ' ordinal INTEGER, paragraph INTEGER, start INTEGER, "end" INTEGER, text TEXT,'
+                        " embed_hash TEXT, sentence_starts INTEGER[], sentence_ends INTEGER[], kw TEXT)"
+                        " ON COMMIT DELETE ROWS")
+            if new:
+                with cur.copy("COPY qabot_stage_emb (hash, vector, sentences) FROM STDIN") as copy:
+                    for h in new:
+                        copy.write_row((h, np.asarray(vectors[h].passage, dtype=np.float32),
+                                        np.ascontiguousarray(vectors[h].sentences, dtype=np.float32).tobytes()))
+                cur.execute("INSERT INTO embeddings(hash, vector, sentences) SELECT hash, vector, sentences"
+                            " FROM qabot_stage_emb ORDER BY hash ON CONFLICT (hash) DO NOTHING")
+            # Hold every embedding this batch points at until commit, so a concurrent removal's orphan sweep
+            # cannot drop one in between (it waits for us; see _sweep).
+            have = {r[0] for r in cur.execute("SELECT hash FROM embeddings WHERE hash = ANY(%s) ORDER BY hash"
+                                              " FOR KEY SHARE", (needed,)).fetchall()}
+            if len(have) < len(needed):
+                raise IndexBusy("Another qabot process removed passages this ingest meant to reuse while it ran; "
+                                "run the ingest again.")
+            old: set[str] = set()
+            staged: list[tuple] = []
+            for doc in docs:
+                gone = cur.execute("DELETE FROM passages WHERE doc_id IN (SELECT id FROM documents WHERE scope = %s"
+                                   " AND source = %s) RETURNING embed_hash", (doc.scope, doc.source)).fetchall()
+                old.update(r[0] for r in gone)
+                cur.execute("DELETE FROM documents WHERE scope = %s AND source = %s", (doc.scope, doc.source))
+                doc_id = cur.execute(
+                    "INSERT INTO documents(doc_key, scope, source, title, outlet, published, ingested_at,"
+                    " content_hash, text) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) RETURNING id",
+                    (doc.doc_key, doc.scope, doc.source, doc.title, doc.outlet, doc.published, doc.ingested_at,
+                     doc.content_hash, doc.text)).fetchone()[0]
+                staged.extend((len(staged), doc_id, doc.scope, p.ordinal, p.paragraph, p.start, p.end, p.text,
+                               p.embed_hash, [s for s, _ in p.sentences], [e for _, e in p.sentences],
+                               _keyword_text(doc.title, p.text)) for p in doc.passages)
+            if staged:
+                with cur.copy("COPY qabot_stage_passages FROM STDIN") as copy:
+                    for row in staged:
+                        copy.write_row(row)
+                cur.execute(
+                    'INSERT INTO passages(doc_id, scope, ordinal, paragraph, start, "end", text, embed_hash,'
+                    " sentence_starts, sentence_ends, embedding, tsv)"
+                    ' SELECT s.doc_id, s.scope, s.ordinal, s.paragraph, s.start, s."end", s.text, s.embed_hash,'
+                    f" s.sentence_starts, s.sentence_ends, e.vector, to_tsvector('{TS_CONFIG}', s.kw)"
+                    " FROM qabot_stage_passages s JOIN embeddings e ON e.hash = s.embed_hash ORDER BY s.seq")
+            self._sweep(cur, old - set(needed))
+
+    def delete_document(self, conn: Any, doc_id: int) -> None:
+        with conn.cursor() as cur:
+            row = cur.execute("SELECT scope, source FROM documents WHERE id = %s", (int(doc_id),)).fetchone()
+            if row is None:
+                return
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(row[0], row[1]),))
+            gone = cur.execute("DELETE FROM passages WHERE doc_id = %s RETURNING embed_hash", (int(doc_id),)).fetchall()
+            cur.execute("DELETE FROM documents WHERE id = %s", (int(doc_id),))
+            self._sweep(cur, {r[0] for r in gone})
+
+    @staticmethod
+    def _sweep(cur: Any, hashes: set[str]) -> None:
+        """Drop embeddings no passage uses any more. Locking them first waits out writers that hold them
+        (FOR KEY SHARE, above); the DELETE that follows is a new statement, so it sees their passages."""
+        if not hashes:
+            return
+        cand = sorted(hashes)
+        cur.execute("SELECT hash FROM embeddings WHERE hash = ANY(%s) ORDER BY hash FOR UPDATE", (cand,))
+        cur.execute("DELETE FROM embeddings e WHERE e.hash = ANY(%s) AND NOT EXISTS"
+                    " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)", (cand,))
+
+
+def _keyword_text(title: str, text: str) -> str:
+    # Same as index.keyword_text (the headline is context for every passage); not imported so that this
+    # module does not load FAISS and bm25s.
+    return f"{title}\n{text}" if title else text
+
+
+class PgWriter:
+    """Handed out by PgIndex.writer(); each call commits one transaction (retried on deadlock)."""
+
+    def __init__(self, index: PgIndex) -> None:
+        self._index = index
+        self.changed = False
+
+    def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
+        if docs:
+            self._index._write(lambda conn: self._index.store.put_documents(conn, docs, vectors))
+            self.changed = True
+
+    def delete_document(self, doc_id: int) -> None:
+        self._index._write(lambda conn: self._index.store.delete_document(conn, doc_id))
+        self.changed = True
+
+
+class PgIndex:
+    """index.Index's surface over PostgreSQL. `url` is a libpq URL: postgresql://user:pass@host:port/db."""
+
+    DB = ""  # no file: feedback lives in the database too (feedback_store below)
+    # HNSW candidate list per query (pgvector's default is 40; >= k is needed for k results). 100k passages
+    # (docs/scale.md): 100 -> recall@10 0.81, 400 -> 0.90, both at 10-15 ms: recall is worth the milliseconds.
+    EF_SEARCH = 400
+
+    def __init__(self, url: str, encoder: Encoder, *, create: bool = True, pool_size: int = 4) -> None:
+        _require_driver()
+        import psycopg
+        from psycopg_pool import ConnectionPool
+
+        from .pgschema import bind_dimension, migrate
+
+        self.url = url
+        self.home = redact_url(url)  # what stats print where the embedded store prints its directory
+        self.encoder = encoder
+        try:
+            with psycopg.connect(url, connect_timeout=10) as conn:
+                migrate(conn)
+                self.config = self._load_config(conn, create, bind_dimension)
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"Cannot use PostgreSQL at {self.home}: {str(exc).strip()}") from exc
+        self._check_compatible()
+
+        def configure(conn: Any) -> None:
+            from pgvector.psycopg import register_vector
+
+            register_vector(conn)
+            # Session-wide, so a search is one round trip; larger k raise it per query (dense_search).
+            conn.execute(f"SET hnsw.ef_search = {int(self.EF_SEARCH)}")
+
+        self._pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True},
+                                    configure=configure, open=False, name="qabot")
+        self._pool.open(wait=True, timeout=30)
+        self.store = PgStore(self._pool, self.config.dimension)
+
+    # ---- config (in qabot_meta, so the store describes itself)
+    def _load_config(self, conn: Any, create: bool, bind: Callable[..., None]) -> IndexConfig:
+        row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
+        if row is None:
+            if not create:
+                raise IndexCorrupt(f"No qabot store at {self.home}: run `qabot ingest PATH` first")
+            with conn.transaction():
+                conn.execute("LOCK TABLE qabot_meta IN EXCLUSIVE MODE")  # two first starters: one creates
+                row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
+                if row is None:
+                    enc = self.encoder
+                    cfg = IndexConfig(model=enc.name, dimension=enc.dimension, max_tokens=enc.max_tokens,
+                                      created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                                      encoder_backend=encoder_backend(enc))
+                    bind(conn, cfg.dimension)
+                    conn.execute("INSERT INTO qabot_meta(key, value) VALUES ('config', %s)", (cfg.to_json(),))
+                    return cfg
+        conn.commit()
+        try:
+            return IndexConfig.from_json(row[0])
+        except (ValueError, KeyError) as exc:
+            raise IndexCorrupt(f"The config stored in {self.home} is unreadable ({exc})") from exc
+
+    def _check_compatible(self) -> None:
+        cfg = self.config
+        if cfg.schema_version > SCHEMA_VERSION:
+            raise IndexMismatch(f"The store at {self.home} was written by a newer qabot (schema "
+                                f"{cfg.schema_version}); upgrade qabot.")
+        if cfg.model != self.encoder.name:
+            raise IndexMismatch(
+                f"The store at {self.home} was built with model {cfg.model!r} ({cfg.dimension} dimensions), "
+                f"but qabot is set to use {self.encoder.name!r}. "
+                f"Set QABOT_EMBED_MODEL={cfg.model} or use another QABOT_STORE."
+            )
+
+    def save_config(self, config: IndexConfig) -> None:
+        with self._pool.connection() as conn:
+            conn.execute("UPDATE qabot_meta SET value = %s WHERE key = 'config'", (config.to_json(),))
+        self.config = config
+
+    # ---- writing
+    def _write(self, work: Callable[[Any], None], attempts: int = 5) -> None:
+        import psycopg.errors as pe
+
+        for attempt in range(attempts):
+            try:
+                with self._pool.connection() as conn, conn.transaction():
+                    work(conn)
+                    conn.execute("UPDATE qabot_meta SET value = (value::bigint + 1)::text WHERE key = 'generation'")
+                return
+            except (pe.DeadlockDetected, pe.SerializationFailure):
+                if attempt == attempts - 1:
+                    raise IndexBusy("Other qabot processes kept writing the same documents; try again.") from None
+                time.sleep(0.05 * (attempt + 1))
+
+    @contextmanager
+    def writer(self) -> Iterator[PgWriter]:
+        # No lock file: any number of writers, serialised per document inside the database.
+        check_writer_backend(self.config, self.encoder, redact_url(self.url))
+        yield PgWriter(self)
+
+    @contextmanager
+    def bulk_load(self, maintenance_work_mem: str = "1GB") -> Iterator[None]:
+        """For copying a large corpus in (`qabot migrate`, benchmarks): drop the HNSW index, load, then build
+        it once. Building is several times faster than maintaining the graph row by row; meanwhile other
+        processes still get correct (exact, slower) dense results."""
+        from .pgschema import bind_dimension
+
+        with self._pool.connection() as conn:
+            conn.execute("DROP INDEX IF EXISTS passages_base_hnsw")
+        try:
+            yield
+        finally:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute(f"SET LOCAL maintenance_work_mem = '{maintenance_work_mem}'")
+                bind_dimension(conn, self.config.dimension)
+
+    def refresh(self) -> bool:
+        return False  # every query reads committed state; nothing is cached in the process
+
+    # ---- reading
+    def dense_search(self, query: np.ndarray, k: int, scope: str = BASE_SCOPE) -> tuple[np.ndarray, np.ndarray]:
+        if k <= 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        base = ("SELECT id, embedding <#> %(q)s AS dist FROM passages WHERE scope = ''"
+                " ORDER BY embedding <#> %(q)s LIMIT %(k)s")
+        if scope == BASE_SCOPE:
+            sql = base
+        else:
+            # Base corpus by HNSW, the guild's own passages exactly: no post-filtered approximate scan.
+            sql = (f"SELECT id, dist FROM (({base}) UNION ALL (SELECT id, embedding <#> %(q)s AS dist FROM passages"
+                   " WHERE scope = %(scope)s AND scope <> '' ORDER BY 2 LIMIT %(k)s)) u ORDER BY dist, id LIMIT %(k)s")
+        args = {"q": q, "k": int(k), "scope": scope}
+        with self._pool.connection() as conn:
+            if k <= self.EF_SEARCH:
+                rows = conn.execute(sql, args).fetchall()
+            else:  # the HNSW scan yields at most ef_search rows
+                with conn.transaction():
+                    conn.execute(f"SET LOCAL hnsw.ef_search = {int(k)}")
+                    rows = conn.execute(sql, args).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        return ids, np.array([-r[1] for r in rows], dtype=np.float32)
+
+    def exact_search(self, query: np.ndarray, k: int, scope: str = BASE_SCOPE) -> tuple[np.ndarray, np.ndarray]:
+        """Ground truth for recall measurements: a sequential scan, no index."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        with self._pool.connection() as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_indexscan = off")
+            rows = conn.execute("SELECT id, embedding <#> %(q)s FROM passages WHERE scope = '' OR scope = %(s)s"
+                                " ORDER BY 2, id LIMIT %(k)s", {"q": q, "k": int(k), "s": scope}).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64), np.array([-r[1] for r in rows], dtype=np.float32)
+
+    def keyword_search(self, query: str, k: int, scope: str = BASE_SCOPE,
+                       also: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best full-text rows with a positive rank that `scope` may see, plus the ranks of the `also`
+        ids (0 where no term matches): (ids ascending, scores), as Index.keyword_search."""
+        want = [int(i) for i in np.unique(np.asarray(also if also is not None else [], dtype=np.int64))]
+        tsq = _query_lexemes_sql()
+        # ts_rank (term frequency; normalisation 1 divides by 1 + log(length), like BM25's length penalty).
+        # Not ts_rank_cd: cover density also weighs proximity and cost 4.5x the time per matching row
+        # (100k passages: p50 238 ms vs 53 ms), and every row matching any term is ranked.
+        sql = (f"WITH tq AS (SELECT {tsq} AS q),"
+               " top AS (SELECT p.id, ts_rank(p.tsv, tq.q, 1) AS r FROM passages p, tq"
+               "   WHERE %(k)s > 0 AND p.tsv @@ tq.q AND (p.scope = '' OR p.scope = %(scope)s)"
+               "   ORDER BY r DESC, p.id LIMIT %(k)s),"
+               " extra AS (SELECT p.id, CASE WHEN p.tsv @@ tq.q THEN ts_rank(p.tsv, tq.q, 1) ELSE 0 END AS r"
+               "   FROM passages p, tq WHERE p.id = ANY(%(also)s))"
+               " SELECT id, r FROM top WHERE r > 0 UNION SELECT id, r FROM extra")
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql, {"q": query, "k": int(max(k, 0)), "scope": scope, "also": want}).fetchall()
+        found = {int(r[0]): float(r[1]) for r in rows}
+        for pid in want:  # ids the store doesn't hold (any more): no keyword evidence
+            found.setdefault(pid, 0.0)
+        ids = np.array(sorted(found), dtype=np.int64)
+        return ids, np.array([found[i] for i in ids.tolist()], dtype=np.float32)
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        return self.store.vectors_for(ids, self.config.dimension)
+
+    def passages(self, ids: Sequence[int]) -> dict[int, PassageRow]:
+        return self.store.passages(ids)
+
+    # ---- checks
+    def integrity(self) -> IntegrityReport:
+        with self._pool.connection() as conn:
+            gen, passages, dangling, wrong_scope, hnsw = conn.execute(
+                "SELECT (SELECT value::bigint FROM qabot_meta WHERE key = 'generation'),"
+                " (SELECT count(*) FROM passages),"
+                " (SELECT count(*) FROM passages p WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
+                "   WHERE e.hash = p.embed_hash)),"
+                " (SELECT count(*) FROM passages p JOIN documents d ON d.id = p.doc_id WHERE p.scope <> d.scope),"
+                " to_regclass('passages_base_hnsw') IS NOT NULL").fetchone()
+        problems = []
+        if dangling:
+            problems.append(f"{dangling} passages lack a stored embedding row")
+        if wrong_scope:
+            problems.append(f"{wrong_scope} passages disagree with their document's scope")
+        if not hnsw:
+            problems.append("the HNSW index is missing")
+        return IntegrityReport(int(gen or 0), int(passages), int(passages), int(passages), not problems,
+                               tuple(problems))
+
+    def disk_bytes(self) -> int:
+        with self._pool.connection() as conn:
+            row = conn.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
+                               " WHERE c.relname IN ('documents', 'passages', 'embeddings', 'feedback',"
+                               " 'feedback_salt', 'qabot_meta') AND c.relkind = 'r'"
+                               " AND c.relnamespace = to_regnamespace(current_schema())").fetchone()
+        return int(row[0])
+
+    def feedback_store(self) -> Any:
+        from .pgfeedback import PgFeedbackStore
+
+        return PgFeedbackStore(self._pool)
+
+    def close(self) -> None:
+        self._pool.close()

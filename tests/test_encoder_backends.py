@@ -1,0 +1,221 @@
+"""Encoder backends: the int8 runtimes against torch fp32, token embeddings, settings, telemetry, install hints.
+
+Real-model tests are marked `model`; int8 ones skip only when their runtime (the `int8` extra) is not
+importable. The first int8 run builds the quantised model into the user cache (a minute or few)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from embeddings.config import Settings
+from embeddings.encoder import (
+    BACKEND_ENV,
+    DEFAULT_MODEL,
+    HashingEncoder,
+    LazyEncoder,
+    SentenceTransformerEncoder,
+    length_batches,
+    load_encoder,
+    pad_batch,
+)
+from embeddings.errors import QabotError
+from tests.support import ROOT, SEEDS
+
+RUNTIMES = {"openvino-int8": "openvino", "onnx-int8": "onnxruntime"}
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+INT8_PARAMS = [
+    pytest.param(b, marks=pytest.mark.skipif(not _has(m), reason=f"{m} not installed (pip install 'qabot[int8]')"))
+    for b, m in RUNTIMES.items()
+]
+
+
+def seed_paragraphs() -> list[str]:
+    text = "\n".join(p.read_text(encoding="utf-8") for p in sorted(SEEDS.glob("*.txt")))
+    return [p.strip() for p in text.split("\n\n") if len(p.split()) >= 20]
+
+
+QUESTIONS = [
+    "Who is the sultan of Oman visiting Tehran as a mediator?",
+    "When did Egypt cut diplomatic ties with Iran?",
+    "Which hacker group defaced the presidency websites?",
+    "Which country brokered the détente between Saudi Arabia and Iran?",
+    "Where is the MEK based today?",
+    "What hacking incidents has Iran experienced before?",
+]
+
+
+# ------------------------------------------------------------------------------------- no model needed
+
+
+def test_backend_attribute_and_setting(monkeypatch):
+    assert HashingEncoder(32).backend == "hashing"
+    assert LazyEncoder("hashing:32", backend="openvino-int8").backend == "hashing"  # hashing ignores it
+    # Lazy: the backend is known (the index records it) without loading anything.
+    assert load_encoder(DEFAULT_MODEL, backend="onnx-int8").backend == "onnx-int8"
+    assert load_encoder(DEFAULT_MODEL, backend="torch").name == DEFAULT_MODEL  # the name stays the model's
+    monkeypatch.setenv(BACKEND_ENV, "openvino-int8")
+    assert load_encoder(DEFAULT_MODEL).backend == "openvino-int8"
+    monkeypatch.delenv(BACKEND_ENV)
+    assert load_encoder(DEFAULT_MODEL).backend == "torch"
+    assert Settings.from_env({}).encoder_backend == "torch"
+    assert Settings.from_env({BACKEND_ENV: " ONNX-int8 "}).encoder_backend == "onnx-int8"
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(QabotError, match="Unknown encoder backend"):
+        load_encoder(DEFAULT_MODEL, backend="cuda-fp4")
+
+
+@pytest.mark.parametrize("backend", list(RUNTIMES))
+def test_missing_runtime_gives_install_hint(monkeypatch, backend):
+    monkeypatch.setitem(sys.modules, RUNTIMES[backend], None)  # import raises ImportError
+    with pytest.raises(QabotError, match=r"pip install 'torch==2\.13\.0' 'qabot\[int8\]'"):
+        load_encoder(DEFAULT_MODEL, lazy=False, backend=backend)
+
+
+def test_telemetry_env_is_set_before_runtime_import(monkeypatch):
+    from embeddings import encoder_int8
+
+    monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
+    monkeypatch.delitem(sys.modules, "openvino_telemetry", raising=False)
+    encoder_int8.disable_runtime_telemetry()
+    assert os.environ["ORT_DISABLE_TELEMETRY"] == "1"
+    assert sys.modules.get("openvino_telemetry", "missing") is None  # unimportable: OpenVINO's tools use stubs
+
+
+@pytest.mark.skipif(not (_has("openvino") and _has("nncf")), reason="openvino/nncf not installed")
+def test_openvino_and_nncf_telemetry_are_stubs():
+    # A fresh interpreter outside pytest (NNCF switches telemetry off by itself under pytest).
+    code = (
+        "import embeddings.encoder_int8 as m; m.disable_runtime_telemetry()\n"
+        "import openvino, nncf\n"
+        "from openvino.tools.ovc import telemetry_utils as t\n"
+        "from nncf.telemetry.wrapper import telemetry, NNCFTelemetryStub\n"
+        "print(t.tm.__name__, isinstance(telemetry, NNCFTelemetryStub))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "NNCF_DEV", "PYTEST_CURRENT_TEST")}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "True"], out.stdout + out.stderr
+
+
+def test_length_batches_and_padding():
+    batches = length_batches([3, 9, 1, 7, 5], 2)
+    assert batches == [[1, 3], [4, 0], [2]]  # longest first, every index once
+    feats = pad_batch([{"input_ids": [5, 6, 7], "attention_mask": [1, 1, 1]},
+                       {"input_ids": [5], "attention_mask": [1]}], pad_id=9)
+    assert feats["input_ids"].tolist() == [[5, 6, 7], [5, 9, 9]]
+    assert feats["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+# ------------------------------------------------------------------------------------- real model
+
+
+@pytest.fixture(scope="module")
+def torch_encoder() -> SentenceTransformerEncoder:
+    return SentenceTransformerEncoder(DEFAULT_MODEL)
+
+
+@pytest.fixture(scope="module")
+def int8_encoders() -> dict[str, object]:
+    return {}
+
+
+def _int8(cache: dict[str, object], backend: str):
+    if backend not in cache:
+        cache[backend] = load_encoder(DEFAULT_MODEL, lazy=False, backend=backend)
+    return cache[backend]
+
+
+@pytest.mark.model
+def test_torch_encode_matches_sentence_transformers(torch_encoder):
+    texts = seed_paragraphs()[:6] + ["short", "a question about Iran?"]
+    ours = torch_encoder.encode(texts, batch_size=3)
+    theirs = torch_encoder._model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@pytest.mark.model
+def test_torch_token_embeddings_pool_to_encode(torch_encoder):
+    long = " ".join(seed_paragraphs()) * 2  # beyond max_tokens: truncated exactly as encode() truncates
+    texts = ["Who brokered the Saudi-Iran détente?", long, *seed_paragraphs()[:4], "x"]
+    toks = torch_encoder.token_embeddings(texts, batch_size=3)
+    assert len(toks) == len(texts)
+    pooled = np.stack([vecs.mean(axis=0) for vecs, _ in toks])
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    np.testing.assert_allclose(pooled, torch_encoder.encode(texts), atol=1e-5)
+    vecs, offsets = toks[1]
+    assert vecs.dtype == np.float32 and vecs.shape == (torch_encoder.max_tokens, torch_encoder.dimension)
+    assert offsets.shape == (torch_encoder.max_tokens, 2)
+    assert offsets[0].tolist() == [0, 0] and offsets[-1].tolist() == [0, 0]  # [CLS], [SEP]
+    q_vecs, q_off = toks[0]
+    assert [texts[0][s:e] for s, e in q_off[1:-1]][:4] == ["Who", "broker", "ed", "the"]  # wordpieces
+    assert q_vecs.shape[0] == torch_encoder.count_tokens(texts[0])
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", INT8_PARAMS)
+def test_int8_close_to_fp32(torch_encoder, int8_encoders, backend):
+    enc = _int8(int8_encoders, backend)
+    assert enc.backend == backend and enc.name == DEFAULT_MODEL
+    assert (enc.dimension, enc.max_tokens) == (torch_encoder.dimension, torch_encoder.max_tokens)
+    texts = seed_paragraphs() + QUESTIONS
+    cos = np.sum(enc.encode(texts) * torch_encoder.encode(texts), axis=1)
+    assert cos.mean() >= 0.99 and cos.min() >= 0.98, cos
+    assert [enc.count_tokens(t) for t in texts] == [torch_encoder.count_tokens(t) for t in texts]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", INT8_PARAMS)
+def test_int8_ranks_like_fp32(torch_encoder, int8_encoders, backend):
+    enc = _int8(int8_encoders, backend)
+    corpus = seed_paragraphs()
+    for e in (torch_encoder, enc):
+        scores = e.encode(QUESTIONS) @ e.encode(corpus).T
+        ranks = np.argsort(-scores, axis=1)
+        if e is torch_encoder:
+            want = ranks
+        else:
+            assert ranks[:, 0].tolist() == want[:, 0].tolist()
+            for got, ref in zip(ranks[:, :3], want[:, :3], strict=True):
+                assert len(set(got) & set(ref)) >= 2
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", INT8_PARAMS)
+def test_int8_token_embeddings(torch_encoder, int8_encoders, backend):
+    enc = _int8(int8_encoders, backend)
+    long = " ".join(seed_paragraphs()) * 2
+    texts = ["Where is the MEK based today?", long, *seed_paragraphs()[:3]]
+    toks = enc.token_embeddings(texts, batch_size=2)
+    pooled = np.stack([v.mean(axis=0) for v, _ in toks])
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    np.testing.assert_allclose(pooled, enc.encode(texts, batch_size=2), atol=1e-5)
+    ref = torch_encoder.token_embeddings(texts)
+    for (v, off), (rv, roff) in zip(toks, ref, strict=True):
+        assert v.dtype == np.float32 and v.shape == rv.shape
+        assert off.tolist() == roff.tolist()  # same tokenization and truncation as the torch backend
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", INT8_PARAMS)
+def test_int8_cache_entry(int8_encoders, backend):
+    from embeddings.encoder import resolve_model_path
+    from embeddings.encoder_int8 import BUILD_VERSION, Int8Meta, cache_key, cache_root, ensure_built
+
+    _int8(int8_encoders, backend)
+    entry = ensure_built(DEFAULT_MODEL, backend)  # built by the fixture: found, not rebuilt
+    assert entry.name == cache_key(DEFAULT_MODEL, resolve_model_path(DEFAULT_MODEL), backend)
+    meta = Int8Meta.read(entry / "meta.json")
+    assert (meta.backend, meta.build_version, meta.pooling) == (backend, BUILD_VERSION, "mean")
+    assert not list(cache_root().glob(".build-*")), "a finished build leaves no temp dir"

@@ -1,0 +1,216 @@
+"""One contract, two stores: every test here runs against the embedded index and against PostgreSQL.
+
+What the Retriever, Answerer, Ingestor and QAService rely on: add, replace, delete, guild visibility of
+dense and keyword search, passages round trip, integrity, stats, config, feedback. The hashing encoder
+stands in for the model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.config import RetrievalParams, Settings
+from embeddings.encoder import HashingEncoder
+from embeddings.errors import IndexMismatch
+from embeddings.index import guild_scope
+from embeddings.service import QAService
+from tests.support import SEEDS
+
+ARTICLE = """Harbour Council Approves New Ferry Route
+
+The harbour council approved a new ferry route between Northport and the island of Carrow on Tuesday.
+
+The route will start in May and run twice a day, the council said, because demand from commuters doubled.
+
+Critics said the ferry would harm the seal colony near Carrow, which biologists have counted since 1990.
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(params=["embedded", "postgresql"])
+def settings(request, tmp_path) -> Settings:
+    if request.param == "embedded":
+        return Settings(home=tmp_path / "idx")
+    return Settings(home=tmp_path / "unused", store=request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def svc(settings):
+    service = QAService(settings, encoder=HashingEncoder(256))
+    yield service
+    service.close()
+
+
+def test_index_satisfies_the_backend_protocol(svc, settings):
+    from embeddings.backend import IndexBackend, describe_store
+
+    assert isinstance(svc.index, IndexBackend)
+    kind = "postgresql" if settings.store else "embedded"
+    assert describe_store(svc.index).startswith(kind)
+
+
+def test_reingest_is_noop_and_embeds_nothing(svc, tmp_path):
+    f = write(tmp_path / "ferry.txt", ARTICLE)
+    first = svc.ingest([str(f)], progress=False)
+    assert first.count("added") == 1 and first.embedded >= 1
+    gen = svc.index.store.generation()
+    again = svc.ingest([str(f)], progress=False)
+    assert again.count("unchanged") == 1 and again.embedded == 0
+    assert svc.index.store.generation() == gen
+
+
+def test_replace_keeps_one_document_and_reuses_embeddings(svc, tmp_path):
+    paras = [" ".join(f"{topic} sentence {i} about the harbour ferry plan." for i in range(12))
+             for topic in ("Council", "Commuter", "Biologist")]
+    f = write(tmp_path / "ferry.txt", "Harbour Ferry Plan\n\n" + "\n\n".join(paras) + "\n")
+    assert svc.ingest([str(f)], progress=False).outcomes[0].passages == 3
+    write(f, f.read_text() + "\nThe first crossing sold out within an hour of tickets going on sale online.\n")
+    report = svc.ingest([str(f)], progress=False)
+    assert report.count("updated") == 1 and report.reused >= 1
+    assert svc.stats().documents == 1
+    counts = svc.index.store.counts()
+    assert counts["embeddings"] == len(set(svc.index.store.passage_ids_and_scopes()[0].tolist())) == counts["passages"]
+    assert any("sold out" in p.text for p in svc.ask("When did the first crossing sell out?").passages)
+    assert svc.index.integrity().ok
+
+
+def test_delete_removes_document_passages_and_orphan_embeddings(svc, tmp_path):
+    svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE)), str(SEEDS)], progress=False)
+    key = next(d.doc_key for d in svc.documents() if "Ferry" in d.title)
+    assert svc.remove(key) == ["Harbour Council Approves New Ferry Route"]
+    assert all("Ferry" not in d.title for d in svc.documents())
+    answer = svc.ask("ferry route Northport Carrow seal colony")
+    assert all("ferry" not in p.text.lower() for p in answer.passages)
+    counts = svc.index.store.counts()
+    assert counts["embeddings"] <= counts["passages"] and counts["documents"] == 1
+    assert svc.index.integrity().ok
+
+
+def test_passages_round_trip_offsets_and_sentences(svc):
+    svc.ingest([str(SEEDS)], progress=False)
+    store = svc.index.store
+    ids = store.passage_ids_and_scopes()[0].tolist()
+    rows = svc.index.passages(ids)
+    assert sorted(rows) == sorted(ids) and rows
+    for row in rows.values():
+        assert store.document_text(row.doc_id)[row.start:row.end] == row.text
+        assert row.sentences and all(row.text[s:e].strip() == row.text[s:e] and row.text[s:e] for s, e in row.sentences)
+        assert not row.text.startswith(row.doc.title) and row.doc.scope == ""
+    sv = store.sentence_vectors_for(ids, 256)
+    assert set(sv) == set(ids) and all(sv[i].shape == (len(rows[i].sentences), 256) for i in ids)
+    vecs = svc.index.vectors(ids)
+    assert vecs.shape == (len(ids), 256) and np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-4)
+    assert np.allclose(vecs, store.vectors_for(ids, 256))
+
+
+def test_dense_and_keyword_search_respect_guild_scope(svc, tmp_path):
+    idx = svc.index
+    a = write(tmp_path / "a.txt", ARTICLE)
+    b = write(tmp_path / "b.txt", ARTICLE.replace("Northport", "Southport").replace("ferry", "tram"))
+    svc.ingest([str(a)], scope=guild_scope(1), progress=False)
+    svc.ingest([str(b)], scope=guild_scope(2), progress=False)
+    svc.ingest([str(SEEDS)], progress=False)
+    ids, scopes = idx.store.passage_ids_and_scopes()
+    owner = dict(zip(ids.tolist(), scopes, strict=True))
+    qvec = svc.encoder.encode(["route between Northport Southport Carrow tram ferry"])[0]
+    for scope in ("", guild_scope(1), guild_scope(2), guild_scope(3)):
+        allowed = {"", scope}
+        d_ids, d_scores = idx.dense_search(qvec, 100, scope)
+        assert {owner[i] for i in d_ids.tolist()} <= allowed
+        assert len(d_ids) == sum(1 for s in scopes if s in allowed), "a small store returns every visible row"
+        assert np.all(np.diff(d_scores) <= 1e-6), "best first"
+        k_ids, k_scores = idx.keyword_search("Northport Southport Carrow tram ferry", 100, scope)
+        assert {owner[i] for i in k_ids.tolist()} <= allowed and np.all(np.diff(k_ids) > 0)
+        assert np.all(k_scores > 0)
+        if scope in (guild_scope(1), guild_scope(2)):
+            assert {owner[i] for i in k_ids.tolist()} == {scope}
+    for guild, mine, other in ((1, "Northport", "Southport"), (2, "Southport", "Northport")):
+        ans = svc.ask(f"route between {mine} {other} Carrow", k=20, scope=guild_scope(guild))
+        texts = " ".join(p.text for p in ans.passages)
+        assert mine in texts and other not in texts
+    base = svc.ask("route between Northport Southport", k=20)
+    assert all("Northport" not in p.text and "Southport" not in p.text for p in base.passages)
+
+
+def test_keyword_search_contract(svc, tmp_path):
+    svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE)), str(SEEDS)], progress=False)
+    idx = svc.index
+    all_ids = idx.store.passage_ids_and_scopes()[0]
+    ids, scores = idx.keyword_search("ferry seal colony", 1)
+    assert len(ids) == 1 and scores[0] > 0
+    top = int(ids[0])
+    assert "seal" in idx.passages([top])[top].text
+    also = np.array([int(all_ids[-1]), 10**9, top], dtype=np.int64)
+    ids2, scores2 = idx.keyword_search("ferry seal colony", 0, also=also)
+    assert ids2.tolist() == sorted(set(also.tolist()))
+    got = dict(zip(ids2.tolist(), scores2.tolist(), strict=True))
+    assert got[10**9] == 0.0 and got[top] == pytest.approx(float(scores[0]))
+    nothing, none_scores = idx.keyword_search("zzzqqq", 5)
+    assert len(nothing) == 0 and len(none_scores) == 0
+
+
+def test_reader_sees_another_writers_commit_without_restart(settings, tmp_path):
+    reader = QAService(settings, encoder=HashingEncoder(256))
+    writer = QAService(settings, encoder=HashingEncoder(256))
+    try:
+        assert not reader.ask("ferry route Northport").passages
+        writer.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+        answer = reader.ask("ferry route Northport")
+        assert answer.passages and "ferry" in answer.passages[0].text.lower()
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_model_mismatch_is_refused(settings):
+    QAService(settings, encoder=HashingEncoder(64)).close()
+    with pytest.raises(IndexMismatch, match="hashing:64"):
+        QAService(settings, encoder=HashingEncoder(128))
+
+
+def test_config_is_stored_and_overrides_survive_reopen(settings):
+    svc = QAService(settings, encoder=HashingEncoder(256))
+    cfg = svc.index.config
+    assert cfg.model == "hashing:256" and cfg.dimension == 256 and cfg.chunking.max_tokens > 0
+    svc.index.save_config(cfg.with_retrieval(answer_threshold=0.7))
+    svc.close()
+    again = QAService(settings, encoder=HashingEncoder(256))
+    assert again.index.config.retrieval.answer_threshold == 0.7
+    assert again.index.config.retrieval.rerank_weights == RetrievalParams().rerank_weights
+    again.close()
+
+
+def test_stats_and_integrity(svc):
+    svc.ingest([str(SEEDS)], progress=False)
+    st = svc.stats()
+    counts = svc.index.store.counts()
+    assert (st.documents, st.passages, st.sentences) == (counts["documents"], counts["passages"], counts["sentences"])
+    assert st.documents == 1 and st.passages > 1 and st.sentences >= st.passages
+    assert st.model == "hashing:256" and st.dimension == 256 and st.index_bytes > 0
+    report = svc.index.integrity()
+    assert report.ok and report.sqlite_passages == st.passages
+
+
+def test_feedback_round_trip(svc):
+    svc.ingest([str(SEEDS)], progress=False)
+    answer = svc.ask("why did Egypt cut ties with Iran?")
+    assert svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=1) is False
+    assert svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=-1) is True
+    assert svc.record_feedback(answer_key="m1", user_id=43, answer=answer, vote=1) is False
+    rows = svc.export_feedback(include_unlabelled=True)
+    assert len(rows) == 1 and rows[0]["votes"] == {"up": 1, "down": 1}
+
+
+def test_documents_listing_by_scope(svc, tmp_path):
+    svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], scope=guild_scope(7), progress=False)
+    svc.ingest([str(SEEDS)], progress=False)
+    assert [d.scope for d in svc.documents()] == [guild_scope(7), ""]
+    assert [d.title for d in svc.documents(guild_scope(7))] == ["Harbour Council Approves New Ferry Route"]
+    assert svc.documents(guild_scope(7))[0].passages >= 1
+    assert svc.index.store.document_by_source(guild_scope(7), str((tmp_path / "ferry.txt").resolve())) is not None
