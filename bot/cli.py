@@ -292,7 +292,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         unknown = [s for s in systems[1:] if s not in PEERS]
         if unknown:
             raise InputError(f"unknown peer {unknown[0]!r}: choose from {', '.join(PEERS)}")
-    sizes = args.passages or list(harness.DEFAULT_SIZES)
+    sizes = [] if args.no_speed else (args.passages or list(harness.DEFAULT_SIZES))
     if any(n < 100 for n in sizes):
         raise InputError("--passages must be at least 100")
     dense = (args.dense or [100_000, 1_000_000]) if args.dense is not None else []
@@ -427,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recall-questions", type=int, default=1000, metavar="N",
                    help="held-out questions per recall set (0: all; default 1000)")
     p.add_argument("--no-recall", action="store_true", help="skip recall@k on SQuAD and SciFact")
+    p.add_argument("--no-speed", action="store_true", help="skip the corpus-size runs (recall and --dense only)")
     p.add_argument("--recall-sets", nargs="+", choices=("squad_v1_dev", "scifact"), metavar="SET",
                    help="recall sets to run (default: squad_v1_dev scifact)")
     p.add_argument("--ingest-limit", type=int, default=0, metavar="N",
