@@ -162,7 +162,9 @@ def _source_vectors(workdir: Path) -> Path:
     if not out.exists():
         from .dense_bench import stored_vectors
 
-        dbs = sorted(workdir.glob("*/qabot/qabot/qabot.sqlite3"), key=lambda p: p.stat().st_size)
+        # Real vectors only: an index grown by replicate.py holds jittered copies.
+        dbs = sorted((p for p in workdir.glob("*/qabot/qabot/qabot.sqlite3")
+                      if not (p.parent / "replicated.json").exists()), key=lambda p: p.stat().st_size)
         if not dbs:
             raise QabotError("the dense benchmark needs a qabot index from this run: run it with sizes or recall")
         config = json.loads((dbs[-1].parent / "config.json").read_text())
