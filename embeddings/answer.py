@@ -78,6 +78,10 @@ RERANK_FEATURES = ("z_dense", "z_bm25", "z_best_sentence_cosine", "best_sentence
 SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue", "passage_prior")
 
 
+# Per passage id: its sentence spans and their question-dependent features (all but the rank prior).
+SentenceMemo = dict[int, tuple[tuple[tuple[int, int], ...], np.ndarray]]
+
+
 @dataclass(frozen=True)
 class _ScoredSentence:
     passage_id: int
@@ -159,11 +163,12 @@ class Answerer:
         cands = self.retriever.search(q, qvec, depth, scope=scope)
         rows = self.index.passages([c.passage_id for c in cands])
         cands = [c for c in cands if c.passage_id in rows]  # a concurrent rm may have removed some
+        memo: SentenceMemo = {}
         if self.params.rerank_weights and len(cands) > 1:
-            cands = self.rerank(q, qvec, cands, rows)
+            cands = self.rerank(q, qvec, cands, rows, memo=memo)
         t2 = time.perf_counter()
         hits = tuple(_hit(rows[c.passage_id], c) for c in cands[:k])
-        best, confidence = self._best_sentence(q, qvec, cands[: self.params.answer_passages], rows)
+        best, confidence = self._best_sentence(q, qvec, cands[: self.params.answer_passages], rows, memo=memo)
         found = best is not None and confidence >= self.params.answer_threshold
         sentences: tuple[AnswerSentence, ...] = ()
         if found and best is not None:
@@ -180,12 +185,12 @@ class Answerer:
         return Answer(q, found, sentences, hits, confidence, timings)
 
     def rerank_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
-                        rows: dict[int, PassageRow]) -> np.ndarray:
+                        rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> np.ndarray:
         """One row per candidate, in RERANK_FEATURES order: z-scored dense and BM25 scores (over these
         candidates), z-scored best sentence cosine and its gap to the best of all candidates, and the best
         sentence's share of question terms and of question bigrams."""
         best = {c.passage_id: np.zeros(3, dtype=np.float32) - 1.0 for c in cands}
-        for pid, _s, _e, f in self.sentence_features(question, qvec, cands, rows):
+        for pid, _s, _e, f in self.sentence_features(question, qvec, cands, rows, memo=memo):
             b = best[pid]
             np.maximum(b, f[[0, 1, 3]], out=b)
         ms = np.array([best[c.passage_id][0] for c in cands], dtype=np.float32)
@@ -198,55 +203,79 @@ class Answerer:
         ], axis=1)
 
     def rerank(self, question: str, qvec: np.ndarray, cands: list[Candidate],
-               rows: dict[int, PassageRow]) -> list[Candidate]:
-        scores = self.rerank_features(question, qvec, cands, rows) @ np.asarray(self.params.rerank_weights,
-                                                                              dtype=np.float32)
+               rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> list[Candidate]:
+        weights = np.asarray(self.params.rerank_weights, dtype=np.float32)
+        scores = self.rerank_features(question, qvec, cands, rows, memo=memo) @ weights
         order = np.argsort(-scores, kind="stable")
         return [replace(cands[i], score=float(scores[i])) for i in order]
 
     def sentence_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
-                          rows: dict[int, PassageRow]) -> list[tuple[int, int, int, np.ndarray]]:
+                          rows: dict[int, PassageRow], *,
+                          memo: SentenceMemo | None = None,
+                          ) -> list[tuple[int, int, int, np.ndarray]]:
         """(passage id, start, end, features) for every sentence of the candidate passages.
 
         Features, in SENTENCE_FEATURES order: cosine to the question; share of question terms in the
         sentence; share found only in the sentence before it (coreference: "the group" after "the MEK");
         share of question bigrams in the sentence (phrases like "Iran-Iraq war"); question-type cue (a
-        cause for why, a date for when, a name for who/where); the passage's rank prior."""
-        q_tokens = [t for t in tokenize([question])[0] if t not in QUESTION_WORDS]
-        q_terms = set(q_tokens)
-        q_bigrams = set(zip(q_tokens, q_tokens[1:], strict=False))
-        kind = question_type(question)
+        cause for why, a date for when, a name for who/where); the passage's rank prior.
+
+        All but the prior depend on the question and the passage alone: `memo` keeps them per passage, so
+        reranking and answer selection (which re-scores the top passages under new priors) share them."""
+        memo = {} if memo is None else memo
+        todo = [rows[c.passage_id] for c in cands if c.passage_id not in memo]
+        if todo:
+            memo.update(self._passage_sentence_features(question, qvec, todo))
         scores = np.array([c.score for c in cands], dtype=np.float32)
         spread = float(scores.max() - scores.min()) if len(scores) else 0.0
         prior = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
         out = []
-        matrices = self._sentence_vectors([rows[c.passage_id] for c in cands])
-        sentence_terms = self._sentence_terms([rows[c.passage_id] for c in cands])
         for cand, p in zip(cands, prior, strict=True):
-            row = rows[cand.passage_id]
+            spans, base = memo[cand.passage_id]
+            if spans:
+                feats = np.empty((len(spans), base.shape[1] + 1), dtype=np.float32)
+                feats[:, :-1] = base
+                feats[:, -1] = p
+                out.extend((cand.passage_id, s, e, f) for (s, e), f in zip(spans, feats, strict=True))
+        return out
+
+    def _passage_sentence_features(self, question: str, qvec: np.ndarray,
+                                   passages: list[PassageRow],
+                                   ) -> SentenceMemo:
+        q_tokens = [t for t in tokenize([question])[0] if t not in QUESTION_WORDS]
+        q_terms = set(q_tokens)
+        q_bigrams = set(zip(q_tokens, q_tokens[1:], strict=False))
+        n_terms, n_bigrams = max(len(q_terms), 1), max(len(q_bigrams), 1)
+        kind = question_type(question)
+        matrices = self._sentence_vectors(passages)
+        sentence_terms = self._sentence_terms(passages)
+        out: SentenceMemo = {}
+        for row in passages:
+            base = np.zeros((len(row.sentences), 5), dtype=np.float32)
+            out[row.id] = (row.sentences, base)
             if not row.sentences:
                 continue
-            sims = matrices[row.id] @ qvec
+            base[:, 0] = matrices[row.id] @ qvec
             prev: set[str] = set()
-            for (s, e), sim, terms in zip(row.sentences, sims, sentence_terms[row.id], strict=True):
-                own = q_terms & set(terms)
-                inherited = (q_terms & prev) - own
-                n = max(len(q_terms), 1)
-                bigrams = len(q_bigrams & set(zip(terms, terms[1:], strict=False))) / max(len(q_bigrams), 1)
-                feats = np.array([float(sim), len(own) / n, len(inherited) / n, bigrams,
-                                  _type_match(kind, row.text[s:e]), float(p)], dtype=np.float32)
-                out.append((row.id, s, e, feats))
-                prev = set(terms)
+            for i, ((s, e), terms) in enumerate(zip(row.sentences, sentence_terms[row.id], strict=True)):
+                term_set = set(terms)
+                own = q_terms & term_set
+                base[i, 1] = len(own) / n_terms
+                base[i, 2] = len((q_terms & prev) - own) / n_terms
+                base[i, 3] = len(q_bigrams & set(zip(terms, terms[1:], strict=False))) / n_bigrams
+                base[i, 4] = _type_match(kind, row.text[s:e])
+                prev = term_set
         return out
 
     def _best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
-                       rows: dict[int, PassageRow]) -> tuple[_ScoredSentence | None, float]:
+                       rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None,
+                       ) -> tuple[_ScoredSentence | None, float]:
         if not cands:
             return None, 0.0
         weights = np.asarray(self.params.sentence_weights, dtype=np.float32)
         best: _ScoredSentence | None = None
         best_feats: np.ndarray | None = None
-        for pid, s, e, feats in self.sentence_features(question, qvec, cands, rows):
+        for pid, s, e, feats in self.sentence_features(question, qvec, cands, rows, memo=memo):
             score = float(feats @ weights)
             if best is None or score > best.score:
                 best, best_feats = _ScoredSentence(pid, s, e, float(feats[0]), score), feats

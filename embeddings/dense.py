@@ -155,7 +155,7 @@ class DenseIndex:
     def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         if not len(ids):
             return np.zeros((0, self.dimension), dtype=np.float32)
-        return np.stack([self._index.reconstruct(int(i)) for i in ids])
+        return self._index.reconstruct_batch(np.asarray(ids, dtype=np.int64))  # one C++ loop, not one call per id
 
     # ---- files
     def save(self, path: Path) -> None:

@@ -38,3 +38,22 @@ def test_keyword_search_scope_and_also(tmp_path):
     np.testing.assert_array_equal(ids, probe[:1])
     assert scores.tolist() == [0.0]
     svc.close()
+
+
+def test_tokenize_matches_bm25s_exactly():
+    """keyword.tokenize replaces bm25s.tokenize for speed; indexes built with either must stay readable by
+    the other, so the terms must be identical, including odd input and repeated calls (the stem cache)."""
+    import bm25s
+    import Stemmer
+
+    from embeddings.keyword import tokenize
+
+    texts = [p for f in sorted(SEEDS.glob("*.txt")) for p in f.read_text().split("\n\n") if p.strip()]
+    texts += ["", "a I", "Über naïve café—CO2 emissions' 1990s x2 I'm don't", "THE the The running runs ran",
+              "Egypt's ties with Iran; Egypt cut ties.", "数据 données 123 4 _x_ __"]
+    stemmer = Stemmer.Stemmer("english")
+    want = [list(t) for t in bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=False,
+                                            show_progress=False)]
+    assert tokenize(texts) == want
+    assert [tokenize([t])[0] for t in texts] == want  # one at a time, now from the cache
+    assert any(w for w in want)  # the fixture has terms at all
