@@ -6,7 +6,9 @@ import re
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Generic, TypeVar
 
 import numpy as np
 
@@ -19,6 +21,7 @@ from .models import Answer, AnswerSentence, Citation, PassageHit, Timings
 from .retrieval import Candidate, Retriever, zscore
 from .store import PassageRow
 
+V = TypeVar("V")
 MAX_QUESTION_CHARS = 1000
 # Not BM25 stop words, but they never appear in an answer: they would only dilute term-overlap shares.
 QUESTION_WORDS = frozenset({"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "did", "doe",
@@ -91,6 +94,32 @@ class _ScoredSentence:
     score: float
 
 
+class _PassageLRU(Generic[V]):
+    """Passage id -> value, the least recently used dropped beyond `size`; shared by the bot's threads.
+    Passage ids are never reused (a replaced passage gets a new id), so entries never go stale."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[int, V] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get_many(self, ids: Iterable[int]) -> dict[int, V]:
+        out: dict[int, V] = {}
+        with self._lock:
+            for pid in ids:
+                hit = self._items.get(pid)
+                if hit is not None:
+                    self._items.move_to_end(pid)
+                    out[pid] = hit
+        return out
+
+    def put_many(self, items: dict[int, V]) -> None:
+        with self._lock:
+            self._items.update(items)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
 class Answerer:
     def __init__(self, index: Index, encoder: Encoder, params: RetrievalParams | None = None,
                  sentence_cache: int = 4096) -> None:
@@ -98,59 +127,41 @@ class Answerer:
         self.encoder = encoder
         self.params = params or index.config.retrieval
         self.retriever = Retriever(index, self.params)
-        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._terms: OrderedDict[int, list[list[str]]] = OrderedDict()
-        self._cache_size = sentence_cache
-        self._cache_lock = threading.Lock()
+        # Popular passages come back question after question: their sentence matrices and terms are kept.
+        self._vectors: _PassageLRU[np.ndarray] = _PassageLRU(sentence_cache)
+        self._terms: _PassageLRU[list[list[str]]] = _PassageLRU(sentence_cache)
 
     def _sentence_terms(self, rows: list[PassageRow]) -> dict[int, list[list[str]]]:
-        """Stemmed terms of each sentence of these passages. Cached: reranking and answer selection both
-        read them, and popular passages come back question after question; the misses are tokenized in
-        one call (per-call overhead dominates for short sentences)."""
-        out: dict[int, list[list[str]]] = {}
-        with self._cache_lock:
-            for row in rows:
-                hit = self._terms.get(row.id)
-                if hit is not None:
-                    self._terms.move_to_end(row.id)
-                    out[row.id] = hit
+        """Stemmed terms of each sentence of these passages (reranking and answer selection both read
+        them); the misses are tokenized in one call (per-call overhead dominates for short sentences)."""
+        out = self._terms.get_many(r.id for r in rows)
         todo = [r for r in rows if r.id not in out and r.sentences]
         if todo:
             flat = tokenize([r.text[a:b] for r in todo for a, b in r.sentences])
+            fresh: dict[int, list[list[str]]] = {}
             pos = 0
             for row in todo:
-                out[row.id] = flat[pos:pos + len(row.sentences)]
+                fresh[row.id] = flat[pos:pos + len(row.sentences)]
                 pos += len(row.sentences)
-            with self._cache_lock:
-                for row in todo:
-                    self._terms[row.id] = out[row.id]
-                while len(self._terms) > self._cache_size:
-                    self._terms.popitem(last=False)
+            self._terms.put_many(fresh)
+            out.update(fresh)
         return out
 
     def _sentence_vectors(self, rows: list[PassageRow]) -> dict[int, np.ndarray]:
         """Sentence matrices for these passages: memory cache, then the stored ones, then (for indexes
         written before sentence vectors were stored) encoded now."""
-        out: dict[int, np.ndarray] = {}
-        with self._cache_lock:
-            for row in rows:
-                hit = self._cache.get(row.id)
-                if hit is not None:
-                    self._cache.move_to_end(row.id)
-                    out[row.id] = hit
+        out = self._vectors.get_many(r.id for r in rows)
         todo = [r for r in rows if r.id not in out]
         if todo:
             stored = self.index.store.sentence_vectors_for([r.id for r in todo], self.index.config.dimension)
+            fresh: dict[int, np.ndarray] = {}
             for row in todo:
                 vecs = stored.get(row.id)
                 if vecs is None or len(vecs) != len(row.sentences):
                     vecs = self.encoder.encode([row.text[s:e] for s, e in row.sentences])
-                out[row.id] = vecs
-            with self._cache_lock:
-                for row in todo:
-                    self._cache[row.id] = out[row.id]
-                while len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+                fresh[row.id] = vecs
+            self._vectors.put_many(fresh)
+            out.update(fresh)
         return out
 
     def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE) -> Answer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,21 +14,7 @@ from embeddings.encoder import HashingEncoder
 from embeddings.errors import IndexBusy, IndexMismatch
 from embeddings.index import Index, guild_scope
 from embeddings.service import QAService
-from tests.support import SEEDS, make_service
-
-ARTICLE = """Harbour Council Approves New Ferry Route
-
-The harbour council approved a new ferry route between Northport and the island of Carrow on Tuesday.
-
-The route will start in May and run twice a day, the council said, because demand from commuters doubled.
-
-Critics said the ferry would harm the seal colony near Carrow, which biologists have counted since 1990.
-"""
-
-
-def write(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
+from tests.support import ARTICLE, SEEDS, make_service, write
 
 
 def test_ingest_then_reingest_is_noop_and_embeds_nothing(hashing_service, tmp_path):
