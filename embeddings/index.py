@@ -82,7 +82,7 @@ class Index:
                               encoder_backend=encoder_backend(encoder))
             atomic.write_text(self.home / self.CONFIG, cfg.to_json())
         self.config = self._read_config()
-        self._check_compatible()
+        check_compatible(self.config, self.encoder, str(self.home))
         self.store = Store(self.home / self.DB)
         self._lock = FileLock(str(self.home / self.LOCK))
         self._state_lock = threading.RLock()
@@ -96,19 +96,6 @@ class Index:
             return IndexConfig.from_json(path.read_text())
         except (OSError, ValueError, KeyError) as exc:
             raise IndexCorrupt(f"{path} is unreadable ({exc}); it names the model this index needs") from exc
-
-    def _check_compatible(self) -> None:
-        cfg = self.config
-        if cfg.schema_version > SCHEMA_VERSION:
-            raise IndexMismatch(f"The index at {self.home} was written by a newer qabot (schema "
-                                f"{cfg.schema_version}); upgrade qabot.")
-        # Same name implies same dimension; comparing names avoids loading a lazy model just to open.
-        if cfg.model != self.encoder.name:
-            raise IndexMismatch(
-                f"The index at {self.home} was built with model {cfg.model!r} ({cfg.dimension} dimensions), "
-                f"but qabot is set to use {self.encoder.name!r}. "
-                f"Set QABOT_EMBED_MODEL={cfg.model} or use another QABOT_HOME."
-            )
 
     def save_config(self, config: IndexConfig) -> None:
         atomic.write_text(self.home / self.CONFIG, config.to_json())
@@ -249,36 +236,30 @@ class Index:
         """The k best BM25 rows with a positive score that `scope` may see, plus the scores of the `also`
         ids (0 where a term is absent): (ids ascending, scores). Fusion needs the keyword score of the
         dense candidates too, so a store can answer both in one pass over its keyword index."""
-        with self._state_lock:
+        with self._state_lock:  # the scope masks belong to these caches: read both under one lock
             caches = self._caches
             ids = caches.keyword.ids
-            scores = caches.keyword.scores(query)
-            if not len(scores):
-                want = np.unique(np.asarray(also if also is not None else [], dtype=np.int64))
-                return want, np.zeros(len(want), dtype=np.float32)
-            ranked = scores
-            mask = self._visible(caches, scope)
-            if mask is not None:
-                ranked = np.where(mask, scores, 0.0)
-            top = np.zeros(0, dtype=np.int64)
-            if k > 0:
-                top = np.argpartition(-ranked, min(k, len(ranked)) - 1)[:k] if len(ranked) > k else np.arange(len(ranked))
-                top = top[ranked[top] > 0]
-            rows = top
-            if also is not None and len(also):
-                pos = np.searchsorted(ids, also)
-                ok = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == also)
-                rows = np.union1d(top, pos[ok])
-            rows = np.unique(rows)
-            out_ids, out_scores = ids[rows], scores[rows].astype(np.float32)
-            if also is not None and len(also):
-                missing = np.setdiff1d(np.asarray(also, dtype=np.int64), out_ids)
-                if len(missing):  # ids the keyword index doesn't hold (yet): no keyword evidence
-                    out_ids = np.concatenate([out_ids, missing])
-                    out_scores = np.concatenate([out_scores, np.zeros(len(missing), np.float32)])
-                    order = np.argsort(out_ids)
-                    out_ids, out_scores = out_ids[order], out_scores[order]
-            return out_ids, out_scores
+            rows, scores = caches.keyword.sparse_scores(query)  # only rows holding a query term
+            mask = self._visible(caches, scope) if k > 0 and len(rows) else None
+        top = np.zeros(0, dtype=np.int64)
+        if k > 0 and len(rows):
+            ranked = np.where(mask[rows], scores, 0.0) if mask is not None else scores
+            top = np.argpartition(-ranked, k - 1)[:k] if len(ranked) > k else np.arange(len(ranked))
+            top = top[ranked[top] > 0]
+        out_ids, out_scores = ids[rows[top]], scores[top]
+        if also is not None and len(also):
+            want = np.setdiff1d(np.asarray(also, dtype=np.int64), out_ids)
+            extra = np.zeros(len(want), dtype=np.float32)  # no query term (or not indexed yet): 0
+            if len(ids) and len(rows):
+                # `also` ids -> keyword rows -> their place among the scored rows
+                pos = np.searchsorted(ids, want)
+                held = (pos < len(ids)) & (ids[np.minimum(pos, len(ids) - 1)] == want)
+                at = np.searchsorted(rows, pos)
+                scored = held & (at < len(rows)) & (rows[np.minimum(at, len(rows) - 1)] == pos)
+                extra[scored] = scores[at[scored]]
+            out_ids, out_scores = np.concatenate([out_ids, want]), np.concatenate([out_scores, extra])
+        order = np.argsort(out_ids)
+        return out_ids[order], out_scores[order].astype(np.float32)
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         with self._state_lock:
@@ -332,6 +313,21 @@ class Writer:
 
 def encoder_backend(encoder: Encoder) -> str:
     return str(getattr(encoder, "backend", "torch"))
+
+
+def check_compatible(config: IndexConfig, encoder: Encoder, where: str, *, kind: str = "index",
+                     setting: str = "QABOT_HOME") -> None:
+    """Refuse to open an index (`kind` at `where`: "index" at a directory, "store" at a URL) that a newer
+    qabot wrote or another model built; `setting` names what picks another one."""
+    if config.schema_version > SCHEMA_VERSION:
+        raise IndexMismatch(f"The {kind} at {where} was written by a newer qabot (schema "
+                            f"{config.schema_version}); upgrade qabot.")
+    # Same name implies same dimension; comparing names avoids loading a lazy model just to open.
+    if config.model != encoder.name:
+        raise IndexMismatch(
+            f"The {kind} at {where} was built with model {config.model!r} ({config.dimension} dimensions), "
+            f"but qabot is set to use {encoder.name!r}. Set QABOT_EMBED_MODEL={config.model} or use another "
+            f"{setting}.")
 
 
 def check_writer_backend(config: IndexConfig, encoder: Encoder, where: str) -> None:

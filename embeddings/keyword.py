@@ -87,14 +87,32 @@ class KeywordIndex:
         retriever.index(tokenize(texts), show_progress=False)
         return cls(id_arr, retriever)
 
+    def sparse_scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores): the rows holding at least one query term (ascending, row i is passage ids[i]) and
+        their BM25 scores. Read from the query terms' posting lists alone, so a question costs what its
+        terms' postings cost, not the size of the corpus. Same sums as bm25s.get_scores (a repeated term
+        counts again)."""
+        empty = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        if self._retriever is None:
+            return empty
+        terms = [self._vocab[t] for t in tokenize([query])[0] if t in self._vocab]
+        if not terms:
+            return empty
+        matrix = self._retriever.scores
+        indptr, indices, data = matrix["indptr"], matrix["indices"], matrix["data"]
+        rows = np.concatenate([indices[indptr[t]:indptr[t + 1]] for t in terms])
+        values = np.concatenate([data[indptr[t]:indptr[t + 1]] for t in terms])
+        if len(terms) == 1:
+            return rows.astype(np.int64), values.astype(np.float32)  # one posting list: sorted, unique
+        unique, at = np.unique(rows, return_inverse=True)
+        return unique.astype(np.int64), np.bincount(at, weights=values, minlength=len(unique)).astype(np.float32)
+
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every row for the query (rows align with self.ids)."""
-        if self._retriever is None:
-            return np.zeros(0, dtype=np.float32)
-        tokens = [t for t in tokenize([query])[0] if t in self._vocab]
-        if not tokens:
-            return np.zeros(len(self.ids), dtype=np.float32)
-        return np.asarray(self._retriever.get_scores(tokens), dtype=np.float32)
+        out = np.zeros(len(self.ids) if self._retriever is not None else 0, dtype=np.float32)
+        rows, values = self.sparse_scores(query)
+        out[rows] = values
+        return out
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -57,3 +57,41 @@ def test_tokenize_matches_bm25s_exactly():
     assert tokenize(texts) == want
     assert [tokenize([t])[0] for t in texts] == want  # one at a time, now from the cache
     assert any(w for w in want)  # the fixture has terms at all
+
+
+def test_keyword_search_equals_brute_force_over_every_row(tmp_path):
+    """The posting-list path must rank exactly as scoring every row and masking other guilds would."""
+    svc = make_service(tmp_path / "idx")
+    svc.ingest([str(SEEDS)], progress=False)
+    doc = tmp_path / "g.txt"
+    doc.write_text("Egypt Tram Notes\n\nThe Egypt tram depot in Iran opened a museum of diplomatic ties.\n")
+    svc.ingest([str(doc)], scope=guild_scope(7), progress=False)
+    idx = svc.index
+    kw = idx._caches.keyword
+    scopes = idx._caches.scopes
+    rng = np.random.default_rng(0)
+    vocab_words = [w for w in SEEDS.joinpath(next(p.name for p in SEEDS.glob("*.txt"))).read_text().split()
+                   if w.isalpha()]
+    queries = ["Why did Egypt cut ties with Iran?", "Egypt Egypt tram", "museum", "zzzz", "the of and"]
+    queries += [" ".join(rng.choice(vocab_words, 3)) for _ in range(20)]
+    for query in queries:
+        full = kw.scores(query)
+        for scope in ("", guild_scope(7), guild_scope(8)):
+            visible = (scopes == "") | (scopes == scope)
+            masked = np.where(visible, full, 0.0)
+            for k in (1, 3, 10):
+                ids, scores = idx.keyword_search(query, k, scope)
+                assert visible[np.searchsorted(kw.ids, ids)].all()
+                positive = np.sort(masked[masked > 0])[::-1]
+                if len(positive) > k:  # ties at the k-th score may pick either row: compare scores
+                    assert len(ids) == k and (scores >= positive[k - 1] - 1e-6).all()
+                else:  # every visible row with a term comes back
+                    np.testing.assert_array_equal(ids, np.sort(kw.ids[masked > 0]))
+                np.testing.assert_allclose(scores, full[np.searchsorted(kw.ids, ids)], rtol=1e-5)
+            probe = np.concatenate([rng.choice(kw.ids, 4), [10**9]])
+            ids, scores = idx.keyword_search(query, 0, scope, also=probe)
+            np.testing.assert_array_equal(ids, np.unique(probe))
+            held = np.isin(ids, kw.ids)
+            np.testing.assert_allclose(scores[held], full[np.searchsorted(kw.ids, ids[held])], rtol=1e-5)
+            assert (scores[~held] == 0).all()
+    svc.close()
