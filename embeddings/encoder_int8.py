@@ -121,7 +121,10 @@ def cache_key(name: str, model_path: str, backend: str) -> str:
     the readable prefix is the model name's tail."""
     p = Path(model_path)
     files = sorted((f.name, f.stat().st_size) for f in p.iterdir() if f.is_file()) if p.is_dir() else []
-    blob = json.dumps([str(p.resolve()) if p.exists() else model_path, backend, BUILD_VERSION, files])
+    parts: list[object] = [str(p.resolve()) if p.exists() else model_path, backend, BUILD_VERSION, files]
+    if backend == "openvino-int8":  # static ranges come from the calibration text: other text, other model
+        parts.append(calibration_sources())
+    blob = json.dumps(parts)
     slug = "".join(c if c.isalnum() else "-" for c in canonical_model_name(name).rsplit("/", 1)[-1])[-40:]
     return f"{slug}-{backend}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
@@ -162,15 +165,25 @@ def ensure_built(name: str, backend: str) -> Path:
 # --------------------------------------------------------------------------------------------- building
 
 
+def _calibration_files() -> tuple[list[Path], Path]:
+    root = Path(__file__).resolve().parents[1]
+    return sorted((root / "seeds").glob("*.txt")), root.parent / "shared" / "eval" / "squad_v1_dev" / "passages.jsonl.gz"
+
+
+def calibration_sources() -> list[tuple[str, int]]:
+    """Which files calibration_texts() reads and their sizes: cheap enough for every cache lookup."""
+    seeds, squad = _calibration_files()
+    return [(f.name, f.stat().st_size) for f in [*seeds, squad] if f.is_file()]
+
+
 def calibration_texts() -> list[str]:
     """Local text for static quantisation: the seed articles, and passages (plus their first sentences, as
     stand-ins for short queries) of SQuAD's tune split when ../shared/eval is present. Deterministic."""
-    root = Path(__file__).resolve().parents[1]
+    seeds, squad = _calibration_files()
     passages: list[str] = []
-    for f in sorted((root / "seeds").glob("*.txt")):
+    for f in seeds:
         words = f.read_text(encoding="utf-8", errors="replace").split()
         passages += [" ".join(words[i:i + 100]) for i in range(0, len(words), 100)]
-    squad = root.parent / "shared" / "eval" / "squad_v1_dev" / "passages.jsonl.gz"
     if squad.is_file():
         tune: list[str] = []
         order: list[str] = []

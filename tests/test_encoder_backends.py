@@ -219,3 +219,18 @@ def test_int8_cache_entry(int8_encoders, backend):
     meta = Int8Meta.read(entry / "meta.json")
     assert (meta.backend, meta.build_version, meta.pooling) == (backend, BUILD_VERSION, "mean")
     assert not list(cache_root().glob(".build-*")), "a finished build leaves no temp dir"
+
+
+def test_int8_cache_key_follows_the_calibration_text(monkeypatch, tmp_path):
+    """OpenVINO's static ranges come from the calibration text, so other text (e.g. ../shared/eval absent)
+    must mean another cache entry; ONNX's dynamic quantisation reads no text, so its key ignores it."""
+    from embeddings import encoder_int8
+
+    (tmp_path / "config.json").write_text("{}")
+    keys = {}
+    for sources in ([("a.txt", 10)], [("a.txt", 10), ("passages.jsonl.gz", 99)]):
+        monkeypatch.setattr(encoder_int8, "calibration_sources", lambda s=sources: s)
+        keys[len(sources)] = {b: encoder_int8.cache_key("m", str(tmp_path), b) for b in encoder_int8.INT8_BACKENDS}
+    assert keys[1]["openvino-int8"] != keys[2]["openvino-int8"]
+    assert keys[1]["onnx-int8"] == keys[2]["onnx-int8"]
+    assert encoder_int8.calibration_sources()  # the seed article at least
