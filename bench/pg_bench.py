@@ -10,9 +10,11 @@ Scopes: 90% of rows are the base corpus, the rest belong to `--guilds` guilds eq
 unfiltered (base corpus) and guild-filtered (base + one guild's own rows).
 
 Measured per size and store: ingest rows/s, dense / keyword / fused-retrieval latency p50/p95, recall@10 of
-dense search against exact search over the same visible rows. For PostgreSQL also: incremental ingest with
-the HNSW index live, and the naive design (one HNSW index over every row, guild filter applied to its
-output) for comparison.
+dense search against exact search over the same visible rows, and how often keyword search finds the
+question's SQuAD gold passage (any copy) in its top 10. For PostgreSQL also: incremental ingest with the
+HNSW index live, keyword search with its candidate budget against the exhaustive query (every row matching
+any question lexeme ranked: what qabot did before) on the same rows, and the naive design (one HNSW index
+over every row, guild filter applied to its output) for comparison. The load average is recorded.
 
     .venv/bin/python bench/pg_bench.py --sizes 100000            # starts a private server (pgserver)
     .venv/bin/python bench/pg_bench.py --pg-url postgresql://... --sizes 100000 1000000"""
@@ -22,6 +24,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -43,23 +46,28 @@ CACHE = Path(tempfile.gettempdir()) / "qabot-pg-bench"
 PER_DOC = 100
 
 
-def load_base(random: bool, dim: int, n_questions: int) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
-    """(passage vectors, passage texts, question vectors, question texts)."""
+def load_base(random: bool, dim: int, n_questions: int
+              ) -> tuple[np.ndarray, list[str], np.ndarray, list[str], list[set[int]]]:
+    """(passage vectors, passage texts, question vectors, question texts, each question's gold passages as
+    indices into the texts)."""
     passages = [json.loads(line) for line in gzip.open(SQUAD / "passages.jsonl.gz", "rt")]
     questions = [json.loads(line) for line in gzip.open(SQUAD / "questions.jsonl.gz", "rt")]
     rng = np.random.default_rng(1)
-    qsel = [questions[i]["question"] for i in rng.choice(len(questions), n_questions, replace=False)]
+    chosen = [questions[i] for i in rng.choice(len(questions), n_questions, replace=False)]
+    qsel = [q["question"] for q in chosen]
+    position = {p["id"]: i for i, p in enumerate(passages)}
+    gold = [{position[g] for g in q["gold_passage_ids"] if g in position} for q in chosen]
     texts = [p["text"] for p in passages]
     if random:
         pv = rng.standard_normal((len(texts), dim)).astype(np.float32)
         qv = rng.standard_normal((len(qsel), dim)).astype(np.float32)
         return (pv / np.linalg.norm(pv, axis=1, keepdims=True), texts,
-                qv / np.linalg.norm(qv, axis=1, keepdims=True), qsel)
+                qv / np.linalg.norm(qv, axis=1, keepdims=True), qsel, gold)
     CACHE.mkdir(exist_ok=True)
     cache = CACHE / f"squad-minilm-{n_questions}.npz"
     if cache.exists():
         data = np.load(cache)
-        return data["p"], texts, data["q"], qsel
+        return data["p"], texts, data["q"], qsel, gold
     from embeddings.encoder import load_encoder
 
     enc = load_encoder("all-MiniLM-L6-v2")
@@ -67,7 +75,7 @@ def load_base(random: bool, dim: int, n_questions: int) -> tuple[np.ndarray, lis
     pv, qv = enc.encode(texts), enc.encode(qsel)
     print(f"encoded {len(texts)} passages + {len(qsel)} questions in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     np.savez(cache, p=pv, q=qv)
-    return pv, texts, qv, qsel
+    return pv, texts, qv, qsel, gold
 
 
 def make_rows(n: int, base: np.ndarray, guilds: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -117,11 +125,19 @@ def batches(vectors: np.ndarray, scopes: np.ndarray, texts: list[str], rows: np.
         yield docs, vecs
 
 
-def load(index, vectors, scopes, texts, rows) -> float:
+def load(index, vectors, scopes, texts, rows, label: str = "") -> float:
     t = time.perf_counter()
+    done, shown = 0, t
     with index.writer() as w:
         for docs, vecs in batches(vectors, scopes, texts, rows):
             w.put_documents(docs, vecs)
+            done += sum(len(d.passages) for d in docs)
+            if time.perf_counter() - shown > 60:  # progress of long loads (1M rows: tens of minutes)
+                shown = time.perf_counter()
+                rate = done / (shown - t)
+                print(f"{time.strftime('%H:%M:%S')} {label} {done}/{len(rows)} rows, {rate:.0f} rows/s, "
+                      f"~{(len(rows) - done) / rate / 60:.0f} min left, load {os.getloadavg()[0]:.1f}",
+                      file=sys.stderr, flush=True)
     return time.perf_counter() - t
 
 
@@ -154,6 +170,43 @@ def measure_queries(index, qv: np.ndarray, qtexts: list[str], guild_of_query: np
             recall.append(len(truth & set(got.tolist())) / 10)
         out[label] = {"dense": pct(dense_t), "keyword": pct(kw_t), "fused_retrieval": pct(fused_t),
                       "recall@10": round(float(np.mean(recall)), 4)}
+    return out
+
+
+def _top10(ids: np.ndarray, scores: np.ndarray) -> list[int]:
+    return ids[np.lexsort((ids, -scores))][:10].tolist()  # best first, ties by id (as the SQL orders them)
+
+
+def keyword_gold_hit(index, qtexts: list[str], gold: list[set[int]], source_of_id: dict[int, int]) -> float:
+    """How often the keyword top 10 (base corpus) holds a copy of the question's gold SQuAD passage."""
+    hits = [bool({source_of_id[i] for i in _top10(*index.keyword_search(text, 10))} & g)
+            for text, g in zip(qtexts, gold, strict=True)]
+    return round(float(np.mean(hits)), 4)
+
+
+def keyword_budget_vs_exhaustive(pg, qtexts: list[str], gold: list[set[int]], source_of_id: dict[int, int]) -> dict:
+    """PostgreSQL keyword search (k = 50, base corpus) with its candidate budget against the exhaustive query
+    on the same rows: a budget above every estimate ranks every row matching any lexeme, the query qabot
+    ran before the budget. Latency, gold passage in the top 10, and overlap of the two top-10 lists."""
+    default = pg.KEYWORD_BUDGET
+    out: dict = {}
+    tops: dict[str, list[list[int]]] = {}
+    try:
+        for label, budget in (("exhaustive", 10**12), ("with_budget", default)):
+            pg.KEYWORD_BUDGET = budget
+            lat, tops[label] = [], []
+            for text in qtexts:
+                t = time.perf_counter()
+                ids, scores = pg.keyword_search(text, 50)
+                lat.append(time.perf_counter() - t)
+                tops[label].append(_top10(ids, scores))
+            hits = [bool({source_of_id[i] for i in top} & g) for top, g in zip(tops[label], gold, strict=True)]
+            out[label] = {**pct(lat), "gold_hit@10": round(float(np.mean(hits)), 4)}
+    finally:
+        pg.KEYWORD_BUDGET = default
+    out["budget_rows"] = default
+    out["top10_overlap"] = round(float(np.mean([len(set(a) & set(b)) / len(a) for a, b in
+                                                zip(tops["exhaustive"], tops["with_budget"], strict=True) if a])), 4)
     return out
 
 
@@ -221,7 +274,7 @@ def ef_sweep(url: str, qv: np.ndarray, ids: np.ndarray, id_scopes: np.ndarray, a
     return out
 
 
-def run_size(n: int, args, base, texts, qv, qtexts, server_url: str | None) -> dict:
+def run_size(n: int, args, base, texts, qv, qtexts, gold, server_url: str | None) -> dict:
     from embeddings.index import Index
     from embeddings.pgstore import PgIndex
 
@@ -229,7 +282,8 @@ def run_size(n: int, args, base, texts, qv, qtexts, server_url: str | None) -> d
     model = StoredModel(f"bench-{'random' if args.random else 'minilm'}:{base.shape[1]}", base.shape[1], 256)
     rng = np.random.default_rng(3)
     guild_of_query = rng.integers(0, args.guilds, len(qv))
-    result: dict = {"passages": n, "guilds": args.guilds, "guild_rows": int((scopes >= 0).sum())}
+    result: dict = {"passages": n, "guilds": args.guilds, "guild_rows": int((scopes >= 0).sum()),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S"), "load_avg_start": os.getloadavg()}
     all_rows = np.arange(n)
 
     # ---- PostgreSQL: bulk load (index built once), then an incremental tail with the index live
@@ -242,10 +296,12 @@ def run_size(n: int, args, base, texts, qv, qtexts, server_url: str | None) -> d
     tail = min(args.incremental, n // 10)
     bulk_rows, tail_rows = all_rows[: n - tail], all_rows[n - tail:]
     t = time.perf_counter()
-    with pg.bulk_load():
-        t_ins = load(pg, vectors, scopes, texts, bulk_rows)
+    with pg.bulk_load(args.maintenance_work_mem):
+        t_ins = load(pg, vectors, scopes, texts, bulk_rows, "postgresql bulk")
     bulk_total = time.perf_counter() - t
-    t_inc = load(pg, vectors, scopes, texts, tail_rows)
+    print(f"postgresql: {len(bulk_rows)} rows in {t_ins:.0f} s + HNSW build {bulk_total - t_ins:.0f} s",
+          file=sys.stderr, flush=True)
+    t_inc = load(pg, vectors, scopes, texts, tail_rows, "postgresql incremental")
     with pg._pool.connection() as conn:
         conn.execute("ANALYZE passages")
     ids, id_scope_names = pg.store.passage_ids_and_scopes()
@@ -259,6 +315,8 @@ def run_size(n: int, args, base, texts, qv, qtexts, server_url: str | None) -> d
         "ingest_incremental_rows_per_s": round(len(tail_rows) / t_inc, 1) if len(tail_rows) else None,
         "disk_mb": round(pg.disk_bytes() / 2**20, 1), "ef_search": pg.EF_SEARCH,
         **measure_queries(pg, qv, qtexts, guild_of_query, ids, id_scopes, pg_vecs),
+        "keyword_budget_vs_exhaustive": keyword_budget_vs_exhaustive(
+            pg, qtexts, gold, dict(zip(ids.tolist(), (rows_of_ids % len(texts)).tolist(), strict=True))),
     }
     pg.close()
     result["postgresql_ef_search"] = ef_sweep(url, qv, ids, id_scopes, pg_vecs)
@@ -276,17 +334,21 @@ def run_size(n: int, args, base, texts, qv, qtexts, server_url: str | None) -> d
     try:
         emb = Index(home / "idx", model)
         t = time.perf_counter()
-        load(emb, vectors, scopes, texts, all_rows)
+        load(emb, vectors, scopes, texts, all_rows, "embedded")
         total = time.perf_counter() - t
         ids_e, _ = emb.store.passage_ids_and_scopes()
         rows_e = np.array([int(t.rsplit("copy", 1)[1]) for _, t, _ in emb.store.iter_passage_texts()])
         result["embedded"] = {
             "ingest_rows_per_s": round(n / total, 1), "disk_mb": round(emb.disk_bytes() / 2**20, 1),
             **measure_queries(emb, qv, qtexts, guild_of_query, ids_e, scopes[rows_e], vectors[rows_e]),
+            "keyword_gold_hit@10": keyword_gold_hit(emb, qtexts, gold, dict(zip(ids_e.tolist(),
+                                                                                (rows_e % len(texts)).tolist(),
+                                                                                strict=True))),
         }
         emb.close()
     finally:
         shutil.rmtree(home, ignore_errors=True)
+    result["finished"], result["load_avg_end"] = time.strftime("%Y-%m-%d %H:%M:%S"), os.getloadavg()
     return result
 
 
@@ -300,9 +362,11 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=384, help="with --random")
     ap.add_argument("--pg-url", help="an existing server's database (default: a private pgserver)")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--maintenance-work-mem", default="1GB",
+                    help="for the HNSW build after the bulk load (1M rows of 384 dimensions: ~3GB)")
     ap.add_argument("--out", default="bench-pg.json")
     args = ap.parse_args()
-    base, texts, qv, qtexts = load_base(args.random, args.dim, args.queries)
+    base, texts, qv, qtexts, gold = load_base(args.random, args.dim, args.queries)
     server_url = None
     srv = None
     if not args.pg_url:
@@ -314,7 +378,7 @@ def main() -> int:
     results = []
     try:
         for n in args.sizes:
-            results.append(run_size(n, args, base, texts, qv, qtexts, server_url))
+            results.append(run_size(n, args, base, texts, qv, qtexts, gold, server_url))
             Path(args.out).write_text(json.dumps(results, indent=1))
             print(json.dumps(results[-1], indent=1))
     finally:

@@ -2,7 +2,8 @@
 
 `IndexBackend` is the surface the rest of the core uses (Retriever, Answerer, Ingestor, QAService, the CLI);
 both index.Index and pgstore.PgIndex satisfy it structurally, so nothing above this module knows which one
-is in use. QABOT_STORE=postgresql://... selects PostgreSQL; unset, the index is the directory QABOT_HOME."""
+is in use. QABOT_STORE=postgresql://... selects PostgreSQL; unset, the index is the directory QABOT_HOME.
+QABOT_STORE_READ=postgresql://... (comma separated) adds read replicas of that primary for the question path."""
 
 from __future__ import annotations
 
@@ -69,10 +70,13 @@ class IndexBackend(Protocol):
 def open_index(settings: Settings, encoder: Encoder, *, create: bool = True) -> IndexBackend:
     """The index the settings name: PostgreSQL when QABOT_STORE is a postgresql:// URL, else the directory."""
     store = getattr(settings, "store", "") or ""
+    replicas = tuple(getattr(settings, "store_read", ()) or ())
     if is_pg_url(store):
         from .pgstore import PgIndex
 
-        return PgIndex(store, encoder, create=create)
+        return PgIndex(store, encoder, create=create, read_urls=replicas)
+    # (Replicas without a PostgreSQL store are refused where the environment is read: Settings.from_env.
+    # A caller that swaps the store for a directory, like `qabot migrate --home`, just has none.)
     from .index import Index
 
     return Index(settings.home, encoder, create=create)
@@ -95,7 +99,8 @@ def describe_store(index: Any) -> str:
     """One line for `qabot stats`: which kind of store, and where (passwords redacted)."""
     url = getattr(index, "url", None)
     if url:
-        return f"postgresql ({redact_url(url)})"
+        describe = getattr(index, "describe", None)
+        return f"postgresql ({describe() if describe is not None else redact_url(url)})"
     return "embedded (SQLite + FAISS + BM25)"  # where: stats' `home` (kept out of here: copies compare equal)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -109,6 +110,13 @@ def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> in
     return max(lo, min(hi, value))
 
 
+def _url_list(env: Mapping[str, str], key: str) -> tuple[str, ...]:
+    """A comma-separated list of URLs. A comma separates only before a new `scheme://`, so a libpq
+    multi-host URL (postgresql://h1:5432,h2:5432/db) stays whole."""
+    raw = env.get(key) or ""
+    return tuple(u.strip() for u in re.split(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", raw) if u.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Process settings, all from QABOT_* environment variables (and .env, loaded by the CLI)."""
@@ -120,16 +128,29 @@ class Settings:
     encoder_backend: str = "torch"  # QABOT_ENCODER_BACKEND: torch, openvino-int8 or onnx-int8 (encoder_int8.py)
     # QABOT_STORE: a postgresql:// URL puts the index in PostgreSQL (embeddings/backend.py); empty: `home`.
     store: str = ""
+    # QABOT_STORE_READ: read-only replicas of that PostgreSQL primary (postgresql:// URLs, comma separated):
+    # answers read from them, writes stay on QABOT_STORE. Empty: everything on QABOT_STORE.
+    store_read: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         home = env.get("QABOT_HOME")
+        store = (env.get("QABOT_STORE") or "").strip()
+        store_read = _url_list(env, "QABOT_STORE_READ")
+        if store_read:
+            from .errors import InputError
+            from .pgstore import is_pg_url
+
+            if not is_pg_url(store):
+                raise InputError("QABOT_STORE_READ names read replicas, but QABOT_STORE is not a postgresql:// "
+                                 "URL: replicas are for the PostgreSQL store only (set QABOT_STORE to the primary).")
         return cls(
             home=Path(home).expanduser() if home else default_home(),
             embed_model=env.get("QABOT_EMBED_MODEL") or DEFAULT_MODEL,
             top_k=_int(env, "QABOT_TOP_K", 5, 1, 20),
             torch_threads=_int(env, "QABOT_TORCH_THREADS", 0, 0, 256),
             encoder_backend=(env.get("QABOT_ENCODER_BACKEND") or "torch").strip().lower(),
-            store=(env.get("QABOT_STORE") or "").strip(),
+            store=store,
+            store_read=store_read,
         )

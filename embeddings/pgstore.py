@@ -15,11 +15,16 @@ Design choices (figures in docs/scale.md):
 - Writes: each put_documents / delete_document is one transaction, retried on deadlock. Documents are
   replaced by (scope, source) under a transaction advisory lock on that pair, so concurrent ingests of the
   same document serialise instead of racing into duplicates (the UNIQUE constraint backs this up).
-- Readers need no refresh: every query reads committed state. `generation` still counts commits."""
+- Readers need no refresh: every query reads committed state. `generation` still counts commits.
+- Read replicas (optional, QABOT_STORE_READ): the question path (searches, passages, vectors, stats) reads
+  from pools on streaming replicas, round robin; every write, and the reads a write decides on (is this
+  document already stored? which embeddings can be reused? which document does a removal name?), use the
+  primary, so an ingest never acts on a replica's lagging view."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,10 +35,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .config import SCHEMA_VERSION, IndexConfig
+from .config import IndexConfig
 from .encoder import Encoder
-from .errors import IndexBusy, IndexCorrupt, IndexMismatch, QabotError
-from .index import check_writer_backend, encoder_backend
+from .errors import IndexBusy, IndexCorrupt, IndexMismatch, InputError, QabotError
+from .index import check_compatible, check_writer_backend, encoder_backend
 from .store import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
 
 BASE_SCOPE = ""
@@ -58,6 +63,22 @@ def is_pg_url(url: str | None) -> bool:
     return bool(url) and str(url).startswith(("postgresql://", "postgres://"))
 
 
+def check_read_urls(urls: Sequence[str]) -> tuple[str, ...]:
+    """The replica URLs, refused (passwords masked) unless each is a postgresql:// URL."""
+    for url in urls:
+        if not is_pg_url(url):
+            raise InputError(f"QABOT_STORE_READ must list read-only PostgreSQL replicas as postgresql:// URLs "
+                             f"(comma separated), but got {mask_value(url)!r}.")
+    return tuple(urls)
+
+
+def mask_value(value: str) -> str:
+    """redact_url for anything a user may have typed, URL or not (user:secret@host has no scheme)."""
+    if "://" in value:
+        return redact_url(value)
+    return "***@" + value.rsplit("@", 1)[1] if "@" in value else value
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs and `qabot stats`."""
     parts = urlsplit(url)
@@ -79,10 +100,38 @@ def _lock_key(*parts: str) -> int:
     return int.from_bytes(hashlib.sha1("\0".join(parts).encode()).digest()[:8], "big", signed=True)
 
 
-def _query_lexemes_sql() -> str:
-    # OR of the question's stemmed lexemes (stop words dropped by the configuration): BM25-like "any term".
-    return (f"(SELECT to_tsquery('simple', coalesce(string_agg(quote_literal(lexeme), ' | '), ''))"
-            f" FROM unnest(to_tsvector('{TS_CONFIG}', %(q)s)))")
+def _or_query(rows: str) -> str:
+    # OR of stemmed lexemes (stop words already dropped by the configuration): BM25-like "any term".
+    return f"(SELECT to_tsquery('simple', coalesce(string_agg(quote_literal(lexeme), ' | '), '')) FROM {rows})"
+
+
+# The question's lexemes with PostgreSQL's own estimate of how many passages hold each: ANALYZE keeps the
+# most common elements of passages.tsv with their row fractions (pg_stats, replicated to standbys, refreshed
+# by autovacuum). A lexeme missing there is rarer than every listed one and is estimated at 0. Candidates are
+# the rows holding the rarer lexemes: ascending by estimate while the running total stays within
+# %(budget)s rows, and always the rarest one. They are ranked against *all* the question's lexemes (tq.q),
+# so a candidate's score is the one the plain OR query gives it; what is skipped is ranking rows that hold
+# only very common lexemes (every row matching any lexeme cost ts_rank time before: 100k passages, p50 110
+# -> 26 ms; see docs/scale.md). Without statistics (a new, small store) every estimate is 0: the plain query.
+_KEYWORD_SQL = (
+    "WITH st AS (SELECT s.most_common_elems::text::text[] AS e, s.most_common_elem_freqs AS f,"
+    "   greatest(c.reltuples, 0) AS n FROM pg_stats s"
+    "   JOIN pg_class c ON c.relname = s.tablename AND c.relnamespace = to_regnamespace(s.schemaname)"
+    "   WHERE s.schemaname = current_schema() AND s.tablename = 'passages' AND s.attname = 'tsv'),"
+    " lex AS (SELECT t.lexeme, coalesce((SELECT st.f[array_position(st.e, t.lexeme)] * st.n FROM st), 0) AS est"
+    f"   FROM unnest(to_tsvector('{TS_CONFIG}', %(q)s)) t),"
+    " ranked AS (SELECT lexeme, sum(est) OVER w AS cum, row_number() OVER w AS i FROM lex"
+    "   WINDOW w AS (ORDER BY est, lexeme)),"
+    f" tq AS (SELECT {_or_query('ranked')} AS q,"
+    f"   {_or_query('ranked WHERE cum <= %(budget)s OR i = 1')} AS c),"
+    # ts_rank (term frequency; normalisation 1 divides by 1 + log(length), like BM25's length penalty).
+    # Not ts_rank_cd: cover density also weighs proximity and cost 4.5x the time per ranked row.
+    " top AS (SELECT p.id, ts_rank(p.tsv, tq.q, 1) AS r FROM passages p, tq"
+    "   WHERE %(k)s > 0 AND p.tsv @@ tq.c AND (p.scope = '' OR p.scope = %(scope)s)"
+    "   ORDER BY r DESC, p.id LIMIT %(k)s),"
+    " extra AS (SELECT p.id, CASE WHEN p.tsv @@ tq.q THEN ts_rank(p.tsv, tq.q, 1) ELSE 0 END AS r"
+    "   FROM passages p, tq WHERE p.id = ANY(%(also)s))"
+    " SELECT id, r FROM top WHERE r > 0 UNION SELECT id, r FROM extra")
 
 
 @dataclass(frozen=True)
@@ -108,19 +157,18 @@ def _doc(row: Sequence[Any], passages: int = 0) -> DocumentRow:
 
 
 class PgStore:
-    """What callers reach as `index.store`: the embedded Store's read methods, over a connection pool."""
+    """What callers reach as `index.store`: the embedded Store's read methods, over connection pools.
 
-    def __init__(self, pool: Any, dimension: int) -> None:
+    `pool` serves the question path (a replica's, when there are any); `primary` serves the reads an ingest
+    or a removal decides on, so that they see the last commit (default: `pool`)."""
+
+    def __init__(self, pool: Any, dimension: int, primary: Any = None) -> None:
         self._pool = pool
+        self._primary = primary if primary is not None else pool
         self.dimension = dimension
 
-    @contextmanager
-    def _conn(self) -> Iterator[Any]:
-        with self._pool.connection() as conn:
-            yield conn
-
-    def _all(self, sql: str, args: Any = None) -> list[tuple]:
-        with self._conn() as conn:
+    def _all(self, sql: str, args: Any = None, *, primary: bool = False) -> list[tuple]:
+        with (self._primary if primary else self._pool).connection() as conn:
             return conn.execute(sql, args).fetchall()
 
     def generation(self) -> int:
@@ -133,10 +181,13 @@ class PgStore:
         if scope is not None:
             sql += " WHERE d.scope = %s"
             args = (scope,)
-        return [_doc(r, int(r[9])) for r in self._all(sql + " ORDER BY d.id", args)]
+        # On the primary: what `qabot rm` / the bot's removal picks documents from.
+        return [_doc(r, int(r[9])) for r in self._all(sql + " ORDER BY d.id", args, primary=True)]
 
     def document_by_source(self, scope: str, source: str) -> DocumentRow | None:
-        rows = self._all(f"SELECT {_DOC_COLS} FROM documents d WHERE d.scope = %s AND d.source = %s", (scope, source))
+        # On the primary: ingest decides added / unchanged / updated from it.
+        rows = self._all(f"SELECT {_DOC_COLS} FROM documents d WHERE d.scope = %s AND d.source = %s", (scope, source),
+                         primary=True)
         return _doc(rows[0]) if rows else None
 
     def document_text(self, doc_id: int) -> str:
@@ -147,7 +198,8 @@ class PgStore:
         keys = list(dict.fromkeys(hashes))
         if not keys:
             return set()
-        return {r[0] for r in self._all("SELECT hash FROM embeddings WHERE hash = ANY(%s)", (keys,))}
+        # On the primary: a hash a replica still shows may be gone there (put_documents would refuse it).
+        return {r[0] for r in self._all("SELECT hash FROM embeddings WHERE hash = ANY(%s)", (keys,), primary=True)}
 
     def passage_ids_and_scopes(self) -> tuple[np.ndarray, list[str]]:
         rows = self._all("SELECT id, scope FROM passages ORDER BY id")
@@ -323,22 +375,41 @@ class PgWriter:
         self.changed = True
 
 
+class _RoundRobin:
+    """The replicas' pools behind one `connection()`: each checkout goes to the next replica."""
+
+    def __init__(self, pools: Sequence[Any]) -> None:
+        self.pools = list(pools)
+        self._turn = itertools.count()  # next() on a count is atomic under the GIL: no lock needed
+
+    def connection(self) -> Any:
+        return self.pools[next(self._turn) % len(self.pools)].connection()
+
+
 class PgIndex:
-    """index.Index's surface over PostgreSQL. `url` is a libpq URL: postgresql://user:pass@host:port/db."""
+    """index.Index's surface over PostgreSQL. `url` is a libpq URL: postgresql://user:pass@host:port/db.
+
+    `read_urls` (QABOT_STORE_READ): streaming replicas of that primary for the question path; writes, and
+    the reads that decide them, stay on `url`. Empty: everything on `url`."""
 
     DB = ""  # no file: feedback lives in the database too (feedback_store below)
     # HNSW candidate list per query (pgvector's default is 40; >= k is needed for k results). 100k passages
-    # (docs/scale.md): 100 -> recall@10 0.81, 400 -> 0.90, both at 10-15 ms: recall is worth the milliseconds.
+    # (docs/scale.md): 100 -> recall@10 0.88, 400 -> 0.91 (p50 5 -> 14 ms): recall is worth the milliseconds.
     EF_SEARCH = 400
+    # Keyword search ranks the rows holding the question's rarer lexemes, about this many (estimated from
+    # ANALYZE's statistics; see _KEYWORD_SQL). 100k passages (docs/scale.md): 3000 -> p50 20 ms instead of
+    # 109 ms, 0.94 of the exhaustive query's top 10, the gold passage found as often; 10000 -> 55 ms, 1.0.
+    KEYWORD_BUDGET = 3000
 
-    def __init__(self, url: str, encoder: Encoder, *, create: bool = True, pool_size: int = 4) -> None:
+    def __init__(self, url: str, encoder: Encoder, *, create: bool = True, pool_size: int = 4,
+                 read_urls: Sequence[str] = ()) -> None:
         _require_driver()
         import psycopg
-        from psycopg_pool import ConnectionPool
 
         from .pgschema import bind_dimension, migrate
 
         self.url = url
+        self.read_urls = check_read_urls(read_urls)
         self.home = redact_url(url)  # what stats print where the embedded store prints its directory
         self.encoder = encoder
         try:
@@ -347,7 +418,23 @@ class PgIndex:
                 self.config = self._load_config(conn, create, bind_dimension)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"Cannot use PostgreSQL at {self.home}: {str(exc).strip()}") from exc
-        self._check_compatible()
+        check_compatible(self.config, encoder, self.home, kind="store", setting="QABOT_STORE")
+        for replica in self.read_urls:
+            self._check_replica(replica)
+        self._pool = self._open_pool(url, pool_size, "qabot")
+        self._read_pools: list[Any] = []
+        try:
+            for i, replica in enumerate(self.read_urls):
+                self._read_pools.append(self._open_pool(replica, pool_size, f"qabot-read{i}"))
+        except BaseException:
+            self.close()
+            raise
+        # Where the question path reads: the replicas in turn, else the primary.
+        self._read: Any = _RoundRobin(self._read_pools) if self._read_pools else self._pool
+        self.store = PgStore(self._read, self.config.dimension, primary=self._pool)
+
+    def _open_pool(self, url: str, size: int, name: str) -> Any:
+        from psycopg_pool import ConnectionPool
 
         def configure(conn: Any) -> None:
             from pgvector.psycopg import register_vector
@@ -356,10 +443,36 @@ class PgIndex:
             # Session-wide, so a search is one round trip; larger k raise it per query (dense_search).
             conn.execute(f"SET hnsw.ef_search = {int(self.EF_SEARCH)}")
 
-        self._pool = ConnectionPool(url, min_size=1, max_size=max(1, pool_size), kwargs={"autocommit": True},
-                                    configure=configure, open=False, name="qabot")
-        self._pool.open(wait=True, timeout=30)
-        self.store = PgStore(self._pool, self.config.dimension)
+        pool = ConnectionPool(url, min_size=1, max_size=max(1, size), kwargs={"autocommit": True},
+                              configure=configure, open=False, name=name)
+        pool.open(wait=True, timeout=30)
+        return pool
+
+    def _check_replica(self, url: str) -> None:
+        """A replica must be reachable and hold this store (same model and dimension): pointing answers at
+        another database would answer from another corpus."""
+        import psycopg
+
+        where = redact_url(url)
+        try:
+            with psycopg.connect(url, connect_timeout=10) as conn:
+                exists = conn.execute("SELECT to_regclass('qabot_meta') IS NOT NULL").fetchone()[0]
+                row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone() if exists else None
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"Cannot use the PostgreSQL read replica at {where}: {str(exc).strip()}") from exc
+        if row is None:
+            raise StoreUnavailable(f"The read replica at {where} holds no qabot store: is it a replica of {self.home}? "
+                                   "(A new replica may still be catching up.)")
+        cfg = IndexConfig.from_json(row[0])
+        if (cfg.model, cfg.dimension) != (self.config.model, self.config.dimension):
+            raise IndexMismatch(f"The read replica at {where} holds a store of model {cfg.model!r}, but the primary "
+                                f"{self.home} holds {self.config.model!r}: QABOT_STORE_READ must name replicas of "
+                                "QABOT_STORE.")
+
+    def describe(self) -> str:
+        """Where the store is, passwords masked: the primary, and the replicas answers read from."""
+        reads = ", ".join(redact_url(u) for u in self.read_urls)
+        return f"{self.home}; reads from {reads}" if reads else self.home
 
     # ---- config (in qabot_meta, so the store describes itself)
     def _load_config(self, conn: Any, create: bool, bind: Callable[..., None]) -> IndexConfig:
@@ -383,18 +496,6 @@ class PgIndex:
             return IndexConfig.from_json(row[0])
         except (ValueError, KeyError) as exc:
             raise IndexCorrupt(f"The config stored in {self.home} is unreadable ({exc})") from exc
-
-    def _check_compatible(self) -> None:
-        cfg = self.config
-        if cfg.schema_version > SCHEMA_VERSION:
-            raise IndexMismatch(f"The store at {self.home} was written by a newer qabot (schema "
-                                f"{cfg.schema_version}); upgrade qabot.")
-        if cfg.model != self.encoder.name:
-            raise IndexMismatch(
-                f"The store at {self.home} was built with model {cfg.model!r} ({cfg.dimension} dimensions), "
-                f"but qabot is set to use {self.encoder.name!r}. "
-                f"Set QABOT_EMBED_MODEL={cfg.model} or use another QABOT_STORE."
-            )
 
     def save_config(self, config: IndexConfig) -> None:
         with self._pool.connection() as conn:
@@ -455,7 +556,7 @@ class PgIndex:
             sql = (f"SELECT id, dist FROM (({base}) UNION ALL (SELECT id, embedding <#> %(q)s AS dist FROM passages"
                    " WHERE scope = %(scope)s AND scope <> '' ORDER BY 2 LIMIT %(k)s)) u ORDER BY dist, id LIMIT %(k)s")
         args = {"q": q, "k": int(k), "scope": scope}
-        with self._pool.connection() as conn:
+        with self._read.connection() as conn:
             if k <= self.EF_SEARCH:
                 rows = conn.execute(sql, args).fetchall()
             else:  # the HNSW scan yields at most ef_search rows
@@ -468,7 +569,7 @@ class PgIndex:
     def exact_search(self, query: np.ndarray, k: int, scope: str = BASE_SCOPE) -> tuple[np.ndarray, np.ndarray]:
         """Ground truth for recall measurements: a sequential scan, no index."""
         q = np.asarray(query, dtype=np.float32).reshape(-1)
-        with self._pool.connection() as conn, conn.transaction():
+        with self._read.connection() as conn, conn.transaction():
             conn.execute("SET LOCAL enable_indexscan = off")
             rows = conn.execute("SELECT id, embedding <#> %(q)s FROM passages WHERE scope = '' OR scope = %(s)s"
                                 " ORDER BY 2, id LIMIT %(k)s", {"q": q, "k": int(k), "s": scope}).fetchall()
@@ -479,19 +580,9 @@ class PgIndex:
         """The k best full-text rows with a positive rank that `scope` may see, plus the ranks of the `also`
         ids (0 where no term matches): (ids ascending, scores), as Index.keyword_search."""
         want = [int(i) for i in np.unique(np.asarray(also if also is not None else [], dtype=np.int64))]
-        tsq = _query_lexemes_sql()
-        # ts_rank (term frequency; normalisation 1 divides by 1 + log(length), like BM25's length penalty).
-        # Not ts_rank_cd: cover density also weighs proximity and cost 4.5x the time per matching row
-        # (100k passages: p50 238 ms vs 53 ms), and every row matching any term is ranked.
-        sql = (f"WITH tq AS (SELECT {tsq} AS q),"
-               " top AS (SELECT p.id, ts_rank(p.tsv, tq.q, 1) AS r FROM passages p, tq"
-               "   WHERE %(k)s > 0 AND p.tsv @@ tq.q AND (p.scope = '' OR p.scope = %(scope)s)"
-               "   ORDER BY r DESC, p.id LIMIT %(k)s),"
-               " extra AS (SELECT p.id, CASE WHEN p.tsv @@ tq.q THEN ts_rank(p.tsv, tq.q, 1) ELSE 0 END AS r"
-               "   FROM passages p, tq WHERE p.id = ANY(%(also)s))"
-               " SELECT id, r FROM top WHERE r > 0 UNION SELECT id, r FROM extra")
-        with self._pool.connection() as conn:
-            rows = conn.execute(sql, {"q": query, "k": int(max(k, 0)), "scope": scope, "also": want}).fetchall()
+        args = {"q": query, "k": int(max(k, 0)), "scope": scope, "also": want, "budget": int(self.KEYWORD_BUDGET)}
+        with self._read.connection() as conn:
+            rows = conn.execute(_KEYWORD_SQL, args).fetchall()
         found = {int(r[0]): float(r[1]) for r in rows}
         for pid in want:  # ids the store doesn't hold (any more): no keyword evidence
             found.setdefault(pid, 0.0)
@@ -506,7 +597,7 @@ class PgIndex:
 
     # ---- checks
     def integrity(self) -> IntegrityReport:
-        with self._pool.connection() as conn:
+        with self._read.connection() as conn:
             gen, passages, dangling, wrong_scope, hnsw = conn.execute(
                 "SELECT (SELECT value::bigint FROM qabot_meta WHERE key = 'generation'),"
                 " (SELECT count(*) FROM passages),"
@@ -525,7 +616,7 @@ class PgIndex:
                                tuple(problems))
 
     def disk_bytes(self) -> int:
-        with self._pool.connection() as conn:
+        with self._read.connection() as conn:
             row = conn.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
                                " WHERE c.relname IN ('documents', 'passages', 'embeddings', 'feedback',"
                                " 'feedback_salt', 'qabot_meta') AND c.relkind = 'r'"
@@ -538,4 +629,6 @@ class PgIndex:
         return PgFeedbackStore(self._pool)
 
     def close(self) -> None:
+        for pool in self._read_pools:
+            pool.close()
         self._pool.close()

@@ -56,6 +56,23 @@ def create_database(server_url: str) -> str:
     return with_database(server_url, name)
 
 
+def copy_database(server_url: str, url: str) -> str:
+    """A new database copied from `url`'s (which must have no open connections): a frozen 'replica'."""
+    import psycopg
+
+    name = "qabot_r_" + uuid.uuid4().hex[:12]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(url).path.lstrip("/")}"')
+    return with_database(server_url, name)
+
+
+def read_only(url: str) -> str:
+    """`url` whose sessions refuse writes, like a hot standby's (libpq options: default_transaction_read_only)."""
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, "options=-c%20default_transaction_read_only%3Don") if q)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
 def drop_database(server_url: str, url: str) -> None:
     import psycopg
 

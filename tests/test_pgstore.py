@@ -121,6 +121,111 @@ def test_redact_url():
     assert redact_url("postgresql:///qa") == "postgresql:///qa"
 
 
+# ---- read replicas
+
+
+def test_questions_read_the_replica_and_writes_go_to_the_primary(pg_server, pg_url, tmp_path):
+    """The "replica" is a read-only copy of the primary taken after the first ingest: answers must come from
+    it (so they cannot see what was ingested after the copy: replica lag), every write must reach the
+    primary (a write on the copy would fail: its sessions are read-only)."""
+    from embeddings.backend import describe_store
+    from tests.pgfixture import copy_database, drop_database, read_only
+
+    first = pg_service(pg_url)
+    first.ingest([str(SEEDS)], progress=False)
+    first.close()
+    replica_db = copy_database(pg_server, pg_url)
+    # trust authentication on the test server ignores the password: it is here to be masked.
+    replica = read_only(replica_db.replace("postgresql://postgres:@", "postgresql://postgres:hunter2@", 1))
+    assert "hunter2" in replica
+    svc = QAService(Settings(home=Path("/nonexistent"), store=pg_url, store_read=(replica,)),
+                    encoder=HashingEncoder(256))
+    try:
+        idx = svc.index
+        # (c) the replica pool cannot write, so a write routed to it would fail the steps below.
+        with idx._read.connection() as conn, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("UPDATE qabot_meta SET value = value WHERE key = 'generation'")
+        # (b) writes and the reads that decide them go to the primary.
+        ferry = tmp_path / "ferry.txt"
+        ferry.write_text(ARTICLE, encoding="utf-8")
+        assert svc.ingest([str(ferry)], progress=False).count("added") == 1
+        assert svc.ingest([str(ferry)], progress=False).count("unchanged") == 1, "decided on the primary"
+        assert svc.ask("why did Egypt cut ties with Iran?").passages
+        assert svc.record_feedback(answer_key="r1", user_id=1, answer=svc.ask("ferry route"), vote=1) is False
+        with psycopg.connect(pg_url) as conn:
+            assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == 2
+            assert conn.execute("SELECT count(*) FROM feedback").fetchone()[0] == 1
+        # (a) questions are answered from the replica, which never received the ferry article.
+        assert svc.stats().documents == 1
+        ans = svc.ask("When will the ferry route start between Northport and Carrow?", k=5)
+        assert all("ferry" not in p.text for p in ans.passages)
+        assert len(idx.keyword_search("ferry Northport Carrow", 10)[0]) == 0
+        assert svc.remove(str(ferry)) == ["Harbour Council Approves New Ferry Route"]  # found on the primary
+        line = describe_store(idx)
+        assert "hunter2" not in line and "postgres:***@" in line and "reads from" in line
+        assert "hunter2" not in svc.stats().home
+    finally:
+        svc.close()
+        drop_database(pg_server, replica_db)
+    # Unset, everything reads the primary again: the ferry article came and went there.
+    again = pg_service(pg_url)
+    assert again.stats().documents == 1 and again.index.store.generation() == 3
+    again.close()
+
+
+def test_replica_settings_errors_are_clear_and_masked(pg_url, tmp_path):
+    from embeddings.errors import InputError, QabotError, user_message
+
+    assert Settings.from_env({"QABOT_STORE": "postgresql://p/qa",
+                              "QABOT_STORE_READ": "postgresql://u:p@h1:5432,h2:5432/qa, postgres://r2/qa"}
+                             ).store_read == ("postgresql://u:p@h1:5432,h2:5432/qa", "postgres://r2/qa")
+    assert Settings.from_env({}).store_read == ()
+    for bad in ("mysql://bot:hunter2@db/qa", "bot:hunter2@db/qa"):
+        with pytest.raises(InputError, match="postgresql://") as err:
+            QAService(Settings(home=Path("/x"), store=pg_url, store_read=(bad,)), encoder=HashingEncoder(256))
+        assert "hunter2" not in str(err.value)
+    with pytest.raises(InputError, match="QABOT_STORE is not a postgresql://"):
+        Settings.from_env({"QABOT_STORE_READ": "postgresql://r/qa", "QABOT_HOME": str(tmp_path)})
+    with pytest.raises(QabotError) as err:
+        QAService(Settings(home=Path("/x"), store=pg_url,
+                           store_read=(f"postgresql://bot:hunter2@/nodb?host={tmp_path}&connect_timeout=2",)),
+                  encoder=HashingEncoder(256))
+    assert "read replica" in user_message(err.value) and "hunter2" not in user_message(err.value)
+
+
+# ---- keyword search
+
+
+def test_keyword_search_ranks_the_rows_of_rare_lexemes_with_every_lexeme(pg_url, tmp_path):
+    """With statistics, rows holding only very common lexemes are not ranked (KEYWORD_BUDGET); the rows
+    that are ranked keep the score the exhaustive query gives them, and `also` ids are still scored."""
+    svc = pg_service(pg_url)
+    (tmp_path / "ferry.txt").write_text(ARTICLE, encoding="utf-8")
+    svc.ingest([str(write_corpus(tmp_path / "c", 0, 12)), str(tmp_path / "ferry.txt")], progress=False)
+    idx = svc.index
+    question = "seal colony budget"
+    full_ids, full_scores = idx.keyword_search(question, 100)
+    full = dict(zip(full_ids.tolist(), full_scores.tolist(), strict=True))
+    texts = {i: r.text for i, r in idx.passages(list(full)).items()}
+    seal = {i for i, t in texts.items() if "seal" in t}
+    assert len(seal) == 1 and len(full) > 12, "every 'budget' passage matches the OR query"
+    idx.KEYWORD_BUDGET = 2
+    same, _ = idx.keyword_search(question, 100)
+    assert set(same.tolist()) == set(full), "no statistics yet: every estimate is 0, the plain query"
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("ANALYZE passages")
+    ids, scores = idx.keyword_search(question, 100)
+    assert set(ids.tolist()) == seal, "'budget' is in every document: its rows are not candidates"
+    assert scores.tolist() == pytest.approx([full[i] for i in ids.tolist()]), "ranked against every lexeme"
+    other = max(set(full) - seal)
+    ids, scores = idx.keyword_search(question, 1, also=np.array([other]))
+    assert dict(zip(ids.tolist(), scores.tolist(), strict=True)) == pytest.approx({**{i: full[i] for i in seal},
+                                                                                    other: full[other]})
+    idx.KEYWORD_BUDGET = 10**9
+    assert set(idx.keyword_search(question, 100)[0].tolist()) == set(full)
+    svc.close()
+
+
 # ---- guild filtering keeps recall
 
 
