@@ -19,13 +19,15 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import shutil
 import sys
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -409,15 +411,16 @@ class Int8Encoder:
         self._count_tok.no_padding()
         self._count_tok.no_truncation()
         self._max_threads = max(1, threads or os.cpu_count() or 1)
-        # Same policy as the torch encoder: up to SMALL_BATCH texts (a question) run on one thread, bigger
-        # batches (ingest) on all; a runtime fixes its thread count at compile time, hence two, the second
-        # compiled on first use.
-        self._runners: dict[int, Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
+        # Up to SMALL_BATCH texts (a question) run on one thread, as with torch; ingest runs one single-thread
+        # runner per core side by side (_run_batches). A runtime fixes its threads when compiled, so runners
+        # are keyed by (threads, lane) and compiled on first use; lane 0 on one thread also answers questions.
+        self._runners: dict[tuple[int, int], Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
         self._runner(1)
         self._lock = threading.Lock()
 
-    def _runner(self, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
-        run = self._runners.get(threads)
+    def _runner(self, threads: int, slot: int = 0) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+        """A runner on `threads` threads; `slot` tells apart single-thread runners used side by side."""
+        run = self._runners.get((threads, slot))
         if run is not None:
             return run
         if self.backend == "openvino-int8":
@@ -442,7 +445,7 @@ class Int8Encoder:
 
             def run(feats: dict[str, np.ndarray]) -> np.ndarray:
                 return session.run(None, feats)[0]
-        self._runners[threads] = run
+        self._runners[(threads, slot)] = run
         return run
 
     def count_tokens(self, text: str) -> int:
@@ -460,15 +463,40 @@ class Int8Encoder:
         feats = self._features(encs)
         return run({k: feats[k] for k in self._meta.input_names}), feats["attention_mask"]
 
+    def _run_batches(self, encs: Sequence[Any], batch_size: int,
+                     ) -> Iterator[tuple[list[int], tuple[np.ndarray, np.ndarray]]]:
+        """(batch, (hidden, mask)) for length-sorted batches of encs. A few texts (a question) run on one
+        thread; several batches (ingest) run side by side, one single-thread runner per core, each taking
+        the next batch, so no thread waits on another inside a forward pass: on 2 cores 38-40 texts/s
+        against 34-37 for one 2-thread runner. One batch alone gets every core."""
+        batches = length_batches([len(e.ids) for e in encs], batch_size)
+        lanes = min(self._max_threads, len(batches))
+        if len(encs) <= SMALL_BATCH or lanes <= 1:
+            run = self._runner(1 if len(encs) <= SMALL_BATCH else self._max_threads)
+            for batch in batches:
+                yield batch, self._hidden([encs[i] for i in batch], run)
+            return
+        idle: queue.SimpleQueue[Callable[[dict[str, np.ndarray]], np.ndarray]] = queue.SimpleQueue()
+        for lane in range(lanes):
+            idle.put(self._runner(1, lane))
+
+        def job(batch: list[int]) -> tuple[list[int], tuple[np.ndarray, np.ndarray]]:
+            run = idle.get()
+            try:
+                return batch, self._hidden([encs[i] for i in batch], run)
+            finally:
+                idle.put(run)
+
+        with ThreadPoolExecutor(lanes, thread_name_prefix="qabot-encode") as workers:
+            yield from workers.map(job, batches)
+
     def encode(self, texts: Sequence[str], *, batch_size: int = INT8_BATCH) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         with self._lock:
-            run = self._runner(1 if len(texts) <= SMALL_BATCH else self._max_threads)
             encs = self._tokenize(texts)
-            for batch in length_batches([len(e.ids) for e in encs], batch_size):
-                hidden, mask = self._hidden([encs[i] for i in batch], run)
+            for batch, (hidden, mask) in self._run_batches(encs, batch_size):
                 out[batch] = pool(hidden, mask, self._meta.pooling)
         return normalize_rows(out)
 
@@ -479,10 +507,8 @@ class Int8Encoder:
             return out
         slots: list[TokenEmbeddings | None] = [None] * len(texts)
         with self._lock:
-            run = self._runner(1 if len(texts) <= SMALL_BATCH else self._max_threads)
             encs = self._tokenize(texts)
-            for batch in length_batches([len(e.ids) for e in encs], batch_size):
-                hidden, _ = self._hidden([encs[i] for i in batch], run)
+            for batch, (hidden, _) in self._run_batches(encs, batch_size):
                 for j, i in enumerate(batch):
                     n = len(encs[i].ids)
                     slots[i] = (np.ascontiguousarray(hidden[j, :n], dtype=np.float32),

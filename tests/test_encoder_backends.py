@@ -234,3 +234,26 @@ def test_int8_cache_key_follows_the_calibration_text(monkeypatch, tmp_path):
     assert keys[1]["openvino-int8"] != keys[2]["openvino-int8"]
     assert keys[1]["onnx-int8"] == keys[2]["onnx-int8"]
     assert encoder_int8.calibration_sources()  # the seed article at least
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", INT8_PARAMS)
+def test_int8_parallel_lanes_match_one_runner(int8_encoders, backend):
+    """Ingest runs batches on one single-thread runner per core; results must be those of one runner, in
+    the callers' order, for encode and token_embeddings alike."""
+    enc = _int8(int8_encoders, backend)
+    texts = seed_paragraphs() + QUESTIONS
+    assert len(texts) > 4 * 3  # several batches of 4, so the lanes are used
+    saved = enc._max_threads
+    try:
+        enc._max_threads = 2
+        lanes_vecs, lanes_toks = enc.encode(texts, batch_size=4), enc.token_embeddings(texts, batch_size=4)
+        assert (1, 1) in enc._runners, "the second lane was never used"
+        enc._max_threads = 1
+        one_vecs, one_toks = enc.encode(texts, batch_size=4), enc.token_embeddings(texts, batch_size=4)
+    finally:
+        enc._max_threads = saved
+    np.testing.assert_allclose(lanes_vecs, one_vecs, atol=1e-5)
+    for (v, off), (ov, ooff) in zip(lanes_toks, one_toks, strict=True):
+        np.testing.assert_allclose(v, ov, atol=1e-4)
+        assert off.tolist() == ooff.tolist()
