@@ -95,3 +95,30 @@ def test_keyword_search_equals_brute_force_over_every_row(tmp_path):
             np.testing.assert_allclose(scores[held], full[np.searchsorted(kw.ids, ids[held])], rtol=1e-5)
             assert (scores[~held] == 0).all()
     svc.close()
+
+
+def test_sparse_scores_equal_bm25s_scores_for_rare_and_common_terms():
+    """Posting-list sums (sorted-unique for rare terms, corpus-sized bincount for common ones) must equal
+    bm25s's own get_scores, repeated terms included."""
+    from embeddings.keyword import KeywordIndex, tokenize
+
+    rng = np.random.default_rng(3)
+    vocab = [f"w{i}x" for i in range(400)]
+    weights = 1.0 / np.arange(1, len(vocab) + 1)  # Zipf: a few common terms, many rare ones
+    weights /= weights.sum()
+    texts = [" ".join(rng.choice(vocab, 30, p=weights)) for _ in range(600)]
+    kw = KeywordIndex.build(list(range(100, 700)), texts)
+    branches = set()
+    for query in ["w0x w1x", "w350x w399x", "w0x w399x w399x", "w5x", "nothing here", *[
+            " ".join(rng.choice(vocab, 4)) for _ in range(30)]]:
+        terms = [t for t in tokenize([query])[0] if t in kw._vocab]
+        want = (np.asarray(kw._retriever.get_scores(terms), dtype=np.float32) if terms
+                else np.zeros(len(texts), dtype=np.float32))
+        rows, values = kw.sparse_scores(query)
+        np.testing.assert_array_equal(rows, np.flatnonzero(want))
+        np.testing.assert_allclose(values, want[rows], rtol=1e-5)
+        indptr = kw._retriever.scores["indptr"]
+        if len(set(terms)) > 1:
+            postings = sum(int(indptr[kw._vocab[t] + 1] - indptr[kw._vocab[t]]) for t in terms)
+            branches.add(postings * 8 >= len(texts))
+    assert branches == {True, False}, "both summation paths must be exercised"
