@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,16 @@ def test_replicate_grows_an_index_without_encoding(tmp_path):
     assert cos.max() < 0.9999, "copies are jittered, not exact ties"
     assert any("Shah" in p.text for p in big.ask("why did Egypt cut ties with Iran Sadat Shah", k=3).passages)
     big.close()
+
+
+def test_peak_rss_is_the_workers_own_not_its_parents():
+    """A worker forked from a parent holding a lot of memory must not report the parent's peak (Linux
+    keeps getrusage's ru_maxrss across exec)."""
+    code = ("import numpy as np, subprocess, sys\n"
+            "big = np.ones(400 * 2**20 // 8)  # 400 MB resident in the parent\n"
+            "out = subprocess.run([sys.executable, '-c', 'from embeddings.benchmark.systems import peak_rss_mb;"
+            " print(peak_rss_mb())'], capture_output=True, text=True, check=True).stdout\n"
+            "print(float(out), big.sum() > 0)\n")
+    child_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    cwd=str(Path(__file__).resolve().parents[1])).stdout.split()[0])
+    assert 5 < child_mb < 300, child_mb

@@ -11,7 +11,6 @@ further mixtures, never added to the index. Each phase runs in its own process s
 from __future__ import annotations
 
 import json
-import resource
 import sqlite3
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..dense import IVF_THRESHOLD, DenseIndex, build_flat, build_ivf
+from .systems import peak_rss_mb
 
 QUERIES = 500
 
@@ -45,10 +45,6 @@ def synthesize(source: np.ndarray, n: int, seed: int) -> np.ndarray:
     return out
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def build(source_npy: Path, n: int, workdir: Path) -> dict:
     source = np.load(source_npy)
     vectors = synthesize(source, n, seed=1)
@@ -68,14 +64,14 @@ def build(source_npy: Path, n: int, workdir: Path) -> dict:
     ivf_s = time.perf_counter() - t
     ivf.save(workdir / "ivf.faiss")
     return {"vectors": n, "flat_build_s": flat_s, "ivf_build_s": ivf_s, "nlist": int(ivf._index.nlist),
-            "nprobe": ivf.nprobe, "build_peak_rss_mb": _rss_mb(),
+            "nprobe": ivf.nprobe, "build_peak_rss_mb": peak_rss_mb(),
             "flat_mb": (workdir / "flat.faiss").stat().st_size / 2**20,
             "ivf_mb": (workdir / "ivf.faiss").stat().st_size / 2**20}
 
 
 def query(kind: str, workdir: Path) -> dict:
     queries, exact = np.load(workdir / "queries.npy"), np.load(workdir / "exact.npy")
-    rss0 = _rss_mb()
+    rss0 = peak_rss_mb()
     t = time.perf_counter()
     index = DenseIndex.load(workdir / f"{kind}.faiss", queries.shape[1], mmap=True)
     load_s = time.perf_counter() - t
@@ -87,7 +83,7 @@ def query(kind: str, workdir: Path) -> dict:
         hits += len(set(got.tolist()) & set(truth.tolist()))
     return {"kind": kind, "load_s": load_s, "query_ms_p50": float(np.percentile(lat, 50)),
             "query_ms_p95": float(np.percentile(lat, 95)), "recall@10": hits / (10 * len(queries)),
-            "query_rss_mb": _rss_mb() - rss0}
+            "query_rss_mb": peak_rss_mb() - rss0}
 
 
 def main(argv: list[str]) -> int:

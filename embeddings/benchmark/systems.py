@@ -7,6 +7,7 @@ first, so recall@k is computed the same way for every system."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,3 +32,20 @@ class BenchSystem(Protocol):
 
     def search(self, question: str, k: int) -> list[str]:
         """Keys of the k best passages for one question, best first, by the system's full query path."""
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set since it exec'd, in MB. Not getrusage's ru_maxrss: Linux carries
+    that across exec, so a worker forked by a parent holding a 1 GB index reported 1.2 GB while its own
+    peak was 0.5 GB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource  # no /proc (macOS): ru_maxrss is bytes there, KiB on Linux
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024

@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
 
-from .systems import BenchPassage, BenchSystem
+from .systems import BenchPassage, BenchSystem, peak_rss_mb
 
 
 def make_system(name: str, per_article: int = 8) -> BenchSystem:
@@ -28,10 +27,6 @@ def make_system(name: str, per_article: int = 8) -> BenchSystem:
     if name not in PEERS:
         raise SystemExit(f"unknown system {name!r}: qabot, {', '.join(PEERS)}")
     return PEERS[name]()
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def _build(args: argparse.Namespace) -> dict:
