@@ -24,6 +24,7 @@ import numpy as np
 from . import atomic
 from .errors import QabotError
 
+MAX_SELECTORS = 256  # cached guild-exclusion selectors (one per scope asked recently)
 IVF_THRESHOLD = 50_000   # vectors; below it exact search is both fast enough and exact
 RETRAIN_GROWTH = 4       # retrain the cells once the corpus is this many times the size they were trained on
 PROBE_FRACTION = 16      # nprobe = nlist / PROBE_FRACTION
@@ -53,6 +54,10 @@ class DenseIndex:
         self._path = path
         self._mapped = mapped
         self._ids_cache: np.ndarray | None = None
+        # Exclusion selectors by the identity of the id array they were built from (the array is kept, so
+        # the identity stays unique): building one hashes every excluded id, 7 ms for 100k ids, and the
+        # Index hands the same array for a scope until its caches change.
+        self._selectors: dict[int, tuple[np.ndarray, Any]] = {}
 
     # ---- shape
     def __len__(self) -> int:
@@ -142,7 +147,7 @@ class DenseIndex:
         sel = None
         if exclude is not None and len(exclude):
             # Filtering happens inside the scan, so the k results are k visible ones (no post-filter loss).
-            sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(exclude.astype(np.int64)))
+            sel = self._selector(exclude)
         ivf = self._ivf()
         if ivf is not None:
             params = faiss.SearchParametersIVF(sel=sel, nprobe=int(ivf.nprobe)) if sel is not None else None
@@ -151,6 +156,17 @@ class DenseIndex:
         scores, ids = self._index.search(q, min(k, len(self)), params=params)
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]
+
+    def _selector(self, exclude: np.ndarray) -> Any:
+        hit = self._selectors.get(id(exclude))
+        if hit is not None and hit[0] is exclude:
+            return hit[1]
+        if len(self._selectors) >= MAX_SELECTORS:  # scopes come and go: start over rather than grow
+            self._selectors.clear()
+        faiss = _faiss()
+        sel = faiss.IDSelectorNot(faiss.IDSelectorBatch(exclude.astype(np.int64)))
+        self._selectors[id(exclude)] = (exclude, sel)
+        return sel
 
     def vectors(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
         if not len(ids):

@@ -55,6 +55,24 @@ def test_ivf_filters_inside_the_scan():
     assert not set(got) & set(excluded)
 
 
+@pytest.mark.parametrize("threshold", [5000, 10**9])  # IVF and exact
+def test_exclusion_selector_is_reused_per_array_and_never_stale(threshold):
+    x = clustered(6000)
+    ix = DenseIndex(32)
+    ix.add(np.arange(6000), x)
+    ix.fit_size(threshold=threshold)
+    top, _ = ix.search(x[0], 10)
+    first, second = top[:3].copy(), top[3:6].copy()
+    got1, _ = ix.search(x[0], 10, exclude=first)
+    sel = ix._selector(first)
+    assert ix._selector(first) is sel, "the same array must reuse its selector"
+    got2, _ = ix.search(x[0], 10, exclude=second)  # another array: its own selector, not the cached one
+    assert not set(got1) & set(first) and not set(got2) & set(second)
+    assert set(first) <= set(got2), "rows excluded by another scope's array must be visible here"
+    again, _ = ix.search(x[0], 10, exclude=first)
+    np.testing.assert_array_equal(again, got1)
+
+
 def test_mapped_load_round_trips_and_accepts_writes(tmp_path):
     x = clustered(6000)
     ix = DenseIndex(32)
