@@ -330,15 +330,16 @@ def check_compatible(config: IndexConfig, encoder: Encoder, where: str, *, kind:
             f"{setting}.")
 
 
-def check_writer_backend(config: IndexConfig, encoder: Encoder, where: str) -> None:
+def check_writer_backend(config: IndexConfig, encoder: Encoder, where: str, *, kind: str = "index",
+                         setting: str = "QABOT_HOME") -> None:
     """Reading with another runtime is fine (a question vector ~0.99 cosine to its fp32 self); writing would
     leave one index holding vectors of two precisions, so it is refused."""
     mine = encoder_backend(encoder)
     if mine != config.encoder_backend and mine != "hashing":
         raise IndexMismatch(
-            f"The index at {where} was built with the {config.encoder_backend} encoder backend, but qabot is set "
+            f"The {kind} at {where} was built with the {config.encoder_backend} encoder backend, but qabot is set "
             f"to {mine} (QABOT_ENCODER_BACKEND). Ingest with QABOT_ENCODER_BACKEND={config.encoder_backend}, or "
-            f"build a new index (another QABOT_HOME) with {mine}.")
+            f"build a new {kind} (another {setting}) with {mine}.")
 
 
 def now_iso() -> str:

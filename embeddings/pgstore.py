@@ -520,7 +520,7 @@ class PgIndex:
     @contextmanager
     def writer(self) -> Iterator[PgWriter]:
         # No lock file: any number of writers, serialised per document inside the database.
-        check_writer_backend(self.config, self.encoder, redact_url(self.url))
+        check_writer_backend(self.config, self.encoder, redact_url(self.url), kind="store", setting="QABOT_STORE")
         yield PgWriter(self)
 
     @contextmanager

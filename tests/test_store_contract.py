@@ -158,6 +158,25 @@ def test_model_mismatch_is_refused(settings):
         QAService(settings, encoder=HashingEncoder(128))
 
 
+def test_writes_with_another_encoder_backend_are_refused_naming_the_stores_setting(settings):
+    def with_backend(backend: str) -> HashingEncoder:
+        enc = HashingEncoder(64)
+        enc.backend = backend  # stands in for another runtime of the same model
+        return enc
+
+    svc = QAService(settings, encoder=with_backend("onnx-int8"))
+    svc.ingest([str(SEEDS)], progress=False)
+    svc.close()
+    other = QAService(settings, encoder=with_backend("torch"))
+    try:
+        assert other.ask("why did Egypt cut ties with Iran?").passages  # reading is allowed
+        setting = "QABOT_STORE" if settings.store else "QABOT_HOME"
+        with pytest.raises(IndexMismatch, match=f"onnx-int8.*another {setting}"):
+            other.ingest([str(SEEDS / "000_db06b687ad4f3416.txt")], progress=False)
+    finally:
+        other.close()
+
+
 def test_config_is_stored_and_overrides_survive_reopen(settings):
     svc = QAService(settings, encoder=HashingEncoder(256))
     cfg = svc.index.config
