@@ -139,7 +139,7 @@ class Index:
             dense.add(part, self.store.vectors_for(part.tolist(), self.config.dimension))
         dense.fit_size()
         rows = list(self.store.iter_passage_texts())
-        keyword = KeywordIndex.build([r[0] for r in rows], [keyword_text(r[2], r[1]) for r in rows])
+        keyword = KeywordIndex.build([r[0] for r in rows], (keyword_text(r[2], r[1]) for r in rows))
         return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
 
     def _publish(self, caches: _Caches) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def _get_stemmer() -> Any:
 # are tokenized one small batch at a time. Equality with bm25s is a test: existing indexes depend on it.
 _TOKEN = re.compile(r"(?u)\b\w\w+\b")
 _STEM_CACHE_MAX = 200_000
+TOKENIZE_CHUNK = 2048  # texts per tokenize() call when building
 _stems: dict[str, str] = {}
 _stems_lock = threading.Lock()
 _stopwords: frozenset[str] | None = None
@@ -78,13 +80,21 @@ class KeywordIndex:
         return len(self.ids)
 
     @classmethod
-    def build(cls, ids: Sequence[int], texts: Sequence[str]) -> KeywordIndex:
+    def build(cls, ids: Sequence[int], texts: Iterable[str]) -> KeywordIndex:
+        """The index of texts[i] as passage ids[i]. `texts` may be a generator: it is tokenized a chunk at a
+        time, because one call over 100k passages peaked at 1.1 GB of word lists, against ~0.65 GB."""
         id_arr = np.asarray(ids, dtype=np.int64)
         if not len(id_arr):
             return cls(id_arr, None)
+        corpus: list[list[str]] = []
+        pending = iter(texts)
+        while chunk := list(itertools.islice(pending, TOKENIZE_CHUNK)):
+            corpus.extend(tokenize(chunk))
+        if len(corpus) != len(id_arr):
+            raise ValueError(f"{len(id_arr)} ids but {len(corpus)} texts")
         bm25s = _bm25s()
         retriever = bm25s.BM25()
-        retriever.index(tokenize(texts), show_progress=False)
+        retriever.index(corpus, show_progress=False)
         return cls(id_arr, retriever)
 
     def sparse_scores(self, query: str) -> tuple[np.ndarray, np.ndarray]:
