@@ -77,13 +77,6 @@ def test_passage_and_sentence_offsets_point_into_document(hashing_service, tmp_p
             assert row.text[s:e].strip() == row.text[s:e] and row.text[s:e]
 
 
-def test_model_mismatch_is_refused_with_clear_message(tmp_path):
-    home = tmp_path / "idx"
-    make_service(home, dim=64).close()
-    with pytest.raises(IndexMismatch, match="hashing:64"):
-        QAService(Settings(home=home), encoder=HashingEncoder(128))
-
-
 def test_config_is_self_describing(hashing_service):
     cfg = json.loads((hashing_service.index.home / "config.json").read_text())
     assert cfg["model"] == "hashing:256" and cfg["dimension"] == 256
@@ -110,20 +103,6 @@ def test_second_writer_is_refused(hashing_service, tmp_path):
         with pytest.raises(IndexBusy, match="Another qabot process is writing"):
             hashing_service.ingest([str(f)], progress=False)
     assert hashing_service.stats().documents == 0
-
-
-def test_reader_picks_up_new_state_without_restart(tmp_path):
-    home = tmp_path / "idx"
-    reader = make_service(home)
-    writer = make_service(home)
-    try:
-        assert not reader.ask("ferry route Northport").passages
-        writer.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
-        answer = reader.ask("ferry route Northport")
-        assert answer.passages and "ferry" in answer.passages[0].text.lower()
-    finally:
-        reader.close()
-        writer.close()
 
 
 @pytest.mark.parametrize("damage", ["delete_artifacts", "corrupt_dense", "delete_keyword", "stale_generation"])
