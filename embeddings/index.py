@@ -3,14 +3,15 @@
 Layout:
     config.json          model, dimension, chunking and retrieval settings (self-describing)
     qabot.sqlite3        documents, passages, sentences, embeddings (WAL)
-    artifacts.json       which dense/keyword files match which SQLite generation
+    artifacts.json       which dense file and keyword segments match which SQLite generation
     dense-<gen>.faiss    FAISS IDMap2 over FlatIP (exact) or IVF-Flat (big corpora), ids = passage ids; memory-mapped
-    keyword-<gen>/       bm25s index + ids.npy
+    kwseg-<random>/      keyword (BM25) segments: immutable, an ingest adds one (see keyword.py)
     writer.lock          one writer at a time
 
 Crash safety: SQLite commits first; cache files are written under new names and published by an atomic
 rename of artifacts.json. If a process dies in between, the next open sees artifacts.json behind the
-database generation (or ids that disagree) and rebuilds the caches from the stored embeddings."""
+database generation (or ids that disagree) and rebuilds the caches from the stored embeddings. Indexes
+written before keyword segments (a `keyword-<gen>/` bm25s folder) get their keyword index rebuilt once."""
 
 from __future__ import annotations
 
@@ -108,19 +109,22 @@ class Index:
         except (OSError, ValueError):
             return None
 
-    def _load_or_rebuild(self) -> _Caches:
+    def _load_or_rebuild(self, current: _Caches | None = None) -> _Caches:
+        """Caches matching SQLite: the published ones when they match, else repaired. Keyword segments
+        already in `current` are reused rather than read again (they never change once saved)."""
         generation = self.store.generation()
         ids, scopes = self.store.passage_ids_and_scopes()
         art = self._read_artifacts()
+        reuse = current.keyword if current is not None else None
         if art and art.get("generation") == generation:
             try:
                 dense = DenseIndex.load(self.home / art["dense"], self.config.dimension)
-                keyword = KeywordIndex.load(self.home / art["keyword"])
+                keyword = KeywordIndex.load(self.home, art["keyword_segments"], reuse)
                 if np.array_equal(dense.ids(), ids) and np.array_equal(keyword.ids, ids):
                     return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
-            except Exception:  # noqa: BLE001 - any unreadable cache is rebuilt from SQLite below
+            except Exception:  # noqa: BLE001 - any unreadable (or pre-segment) cache is rebuilt from SQLite below
                 pass
-        caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension))
+        caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension), KeywordIndex())
         # Persist the repair only if no writer is busy (it will publish its own state when done).
         try:
             with self._lock.acquire(timeout=0):
@@ -129,8 +133,10 @@ class Index:
             pass
         return caches
 
-    def _rebuild(self, generation: int, ids: np.ndarray, scopes: list[str], dense: DenseIndex) -> _Caches:
-        """Bring caches in line with SQLite without re-embedding: vectors come from the embeddings table."""
+    def _rebuild(self, generation: int, ids: np.ndarray, scopes: list[str], dense: DenseIndex,
+                 keyword: KeywordIndex) -> _Caches:
+        """Bring caches in line with SQLite without re-embedding: vectors come from the embeddings table,
+        and only passages the keyword index lacks are tokenized."""
         have = dense.ids()
         dense.remove(np.setdiff1d(have, ids))
         missing = np.setdiff1d(ids, have)
@@ -138,26 +144,29 @@ class Index:
             part = missing[i:i + 4096]
             dense.add(part, self.store.vectors_for(part.tolist(), self.config.dimension))
         dense.fit_size()
-        rows = list(self.store.iter_passage_texts())
-        keyword = KeywordIndex.build([r[0] for r in rows], (keyword_text(r[2], r[1]) for r in rows))
+        gone, new = np.setdiff1d(keyword.ids, ids), np.setdiff1d(ids, keyword.ids)
+        if len(new) and len(keyword) and new[0] < keyword.ids[-1]:
+            keyword = KeywordIndex()  # ids only grow (AUTOINCREMENT); anything else is repaired from scratch
+            gone, new = np.zeros(0, dtype=np.int64), ids
+        rows = self.store.iter_passage_texts(None if len(new) == len(ids) else new)
+        keyword = keyword.updated(gone, new, (keyword_text(title, text) for _, text, title in rows))
         return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
 
     def _publish(self, caches: _Caches) -> None:
         gen = caches.generation
-        dense_name, kw_name = f"dense-{gen}.faiss", f"keyword-{gen}"
+        dense_name = f"dense-{gen}.faiss"
         caches.dense.save(self.home / dense_name)
-        tmp = self.home / f".{kw_name}.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        caches.keyword.save(tmp)
-        atomic.publish_dir(tmp, self.home / kw_name)
+        caches.keyword.save_new(self.home)
+        live = {dense_name, *caches.keyword.names}
         atomic.write_text(self.home / self.ARTIFACTS,
-                          json.dumps({"generation": gen, "dense": dense_name, "keyword": kw_name}))
+                          json.dumps({"generation": gen, "dense": dense_name,
+                                      "keyword_segments": caches.keyword.names}))
         for old in self.home.iterdir():  # earlier generations and temp leftovers of killed writers
-            if old.name in (dense_name, kw_name):
+            if old.name in live:
                 continue
             # (.artifacts.json.tmp-* too: only a writer holding the lock writes it, so any left is a killed one's)
-            if old.name.startswith(("dense-", "keyword-", ".keyword-", ".dense-", f".{self.ARTIFACTS}.tmp-")):
+            if old.name.startswith(("dense-", "keyword-", "kwseg-", ".kwseg-", ".keyword-", ".dense-",
+                                    f".{self.ARTIFACTS}.tmp-")):
                 shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
 
     def refresh(self) -> bool:
@@ -169,7 +178,7 @@ class Index:
         if art and art.get("generation") != generation and self._writer_active():
             return False  # a writer is mid-ingest; it publishes matching caches when it finishes
         with self._state_lock:
-            self._caches = self._load_or_rebuild()
+            self._caches = self._load_or_rebuild(self._caches)
             self._exclude_cache.clear()
         return True
 
@@ -203,7 +212,7 @@ class Index:
         ids, scopes = self.store.passage_ids_and_scopes()
         with self._state_lock:
             # Diff against our own dense cache (copy-free): only new vectors are added, removed ones dropped.
-            caches = self._rebuild(generation, ids, scopes, self._caches.dense)
+            caches = self._rebuild(generation, ids, scopes, self._caches.dense, self._caches.keyword)
             self._caches = caches
             self._exclude_cache.clear()
         self._publish(caches)

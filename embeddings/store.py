@@ -240,12 +240,15 @@ class Store:
             ).fetchall()
         return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
 
-    def iter_passage_texts(self) -> Iterator[tuple[int, str, str]]:
-        """(passage id, passage text, document title) in id order: what the keyword index is built from."""
+    def iter_passage_texts(self, passage_ids: Sequence[int] | None = None) -> Iterator[tuple[int, str, str]]:
+        """(passage id, passage text, document title) in id order, of every passage or of `passage_ids`
+        (ascending): what the keyword index is built from."""
+        sql = "SELECT p.id, p.text, d.title FROM passages p JOIN documents d ON d.id = p.doc_id"
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT p.id, p.text, d.title FROM passages p JOIN documents d ON d.id = p.doc_id ORDER BY p.id"
-            ).fetchall()
+            if passage_ids is None:
+                rows = self._conn.execute(sql + " ORDER BY p.id").fetchall()
+            else:
+                rows = self._select_in(sql + " WHERE p.id IN ({q}) ORDER BY p.id", [int(i) for i in passage_ids])
         yield from rows
 
     def vectors_for(self, passage_ids: Sequence[int], dimension: int) -> np.ndarray:

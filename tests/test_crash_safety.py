@@ -7,7 +7,7 @@ changed). Two writers are killed:
 * ``qabot ingest -v DIR`` (the real CLI): batches of ~256 passages, one SQLite commit each, caches
   published once at the end;
 * a small driver calling ``QAService.ingest`` once per file: one commit *and* one cache publish per file,
-  so many kills land while dense-*.faiss / keyword-*/ / artifacts.json are being written.
+  so many kills land while dense-*.faiss / kwseg-*/ / artifacts.json are being written.
 
 What is asserted after each kill (on a byte copy of the killed index, opened in-process with a fresh
 QAService; every fourth trial also through a fresh `qabot stats/ask` process first):
@@ -29,7 +29,7 @@ QAService; every fourth trial also through a fresh `qabot stats/ask` process fir
    returns a passage of it.
 
 Separately, damaged artifacts (artifacts.json deleted/garbage/stale, dense file deleted/truncated, each
-keyword-*/ file truncated) must be rebuilt from SQLite on the next open, without re-embedding."""
+keyword segment file truncated) must be rebuilt from SQLite on the next open, without re-embedding."""
 
 from __future__ import annotations
 
@@ -191,7 +191,8 @@ def open_and_check(home: Path, corpus: Corpus, rng: random.Random) -> dict[str, 
         art = json.loads((home / Index.ARTIFACTS).read_text()) if generation else None
         if art is not None:  # the (possibly repaired) caches on disk are the ones for this generation
             assert art["generation"] == generation
-            assert (home / art["dense"]).is_file() and (home / art["keyword"]).is_dir()
+            assert (home / art["dense"]).is_file()
+            assert all((home / name).is_dir() for name in art["keyword_segments"])
 
         con = _sql(home)
         try:
@@ -379,7 +380,7 @@ def _caches_behind(home: Path) -> str:
         row = con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
     if art != (int(row[0]) if row else 0):
         what.append("behind")
-    if any(p.name.startswith((".keyword-", ".dense-", ".artifacts")) for p in home.iterdir()):
+    if any(p.name.startswith((".kwseg-", ".dense-", ".artifacts")) for p in home.iterdir()):
         what.append("tmp")
     return "+".join(what) or "-"
 
@@ -421,8 +422,8 @@ def _ask_fingerprint(svc: QAService) -> list[tuple[int, float]]:
 
 def _damage_cases(home: Path) -> list[str]:
     art = json.loads((home / Index.ARTIFACTS).read_text())
-    files = sorted(p.name for p in (home / art["keyword"]).iterdir())
-    assert {"ids.npy", "meta.json"} <= set(files) and len(files) >= 4, files
+    files = sorted(p.name for p in (home / art["keyword_segments"][-1]).iterdir())
+    assert {"ids.npy", "terms.json", "rows.npy"} <= set(files) and len(files) >= 6, files
     return ["delete-artifacts", "garbage-artifacts", "truncate-artifacts", "stale-generation", "delete-dense",
             "truncate-dense", "empty-dense", "delete-keyword-dir"] + [f"truncate-keyword/{f}" for f in files]
 
@@ -430,7 +431,7 @@ def _damage_cases(home: Path) -> list[str]:
 def _damage(home: Path, case: str) -> None:
     art_path = home / Index.ARTIFACTS
     art = json.loads(art_path.read_text())
-    dense, keyword = home / art["dense"], home / art["keyword"]
+    dense, keyword = home / art["dense"], home / art["keyword_segments"][-1]
 
     def truncate(p: Path) -> None:
         data = p.read_bytes()

@@ -117,7 +117,7 @@ def test_caches_rebuilt_from_sqlite_without_reembedding(tmp_path, damage):
     elif damage == "corrupt_dense":
         (home / art["dense"]).write_bytes(b"garbage")
     elif damage == "delete_keyword":
-        shutil.rmtree(home / art["keyword"])
+        shutil.rmtree(home / art["keyword_segments"][0])
     else:
         (home / "artifacts.json").write_text(json.dumps({**art, "generation": art["generation"] - 1}))
 
@@ -185,3 +185,58 @@ def test_index_records_encoder_backend_and_refuses_mixed_writes(tmp_path):
     with pytest.raises(IndexMismatch, match="onnx-int8"):
         other.ingest([str(SEEDS / "000_db06b687ad4f3416.txt")], progress=False)
     other.close()
+
+
+def test_ingest_tokenizes_only_new_passages_and_readers_reuse_loaded_segments(tmp_path, monkeypatch):
+    """An ingest adds a keyword segment of its own passages; the corpus already indexed is not re-read,
+    and a reader catching up loads only segments it does not hold."""
+    from embeddings import keyword
+
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    svc.ingest([str(SEEDS)], progress=False)
+    reader = Index(home, HashingEncoder(256))
+    before = {s.name: s for s in reader._caches.keyword.segments}
+    built: list[list[int]] = []
+    real = keyword.build_segment
+
+    def spy(ids, texts):
+        built.append(list(map(int, ids)))
+        return real(ids, texts)
+
+    monkeypatch.setattr(keyword, "build_segment", spy)
+    svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+    new_ids = [p.passage_id for p in svc.ask("Carrow ferry route seal colony", k=3).passages]
+    assert len(built) == 1 and set(new_ids) & set(built[0])
+    assert built[0] == sorted(set(svc.index._caches.keyword.ids.tolist()) - {int(i) for s in before.values()
+                                                                              for i in s.ids})
+    assert reader.refresh()
+    for seg in reader._caches.keyword.segments:
+        if seg.name in before:
+            assert seg is before[seg.name], "an unchanged segment was read from disk again"
+    assert reader.integrity().ok and len(built) == 1
+    np.testing.assert_array_equal(reader._caches.keyword.scores("Carrow ferry"),
+                                  svc.index._caches.keyword.scores("Carrow ferry"))
+    reader.close()
+    svc.close()
+
+
+def test_index_with_a_pre_segment_keyword_folder_is_rebuilt_once(tmp_path):
+    """Indexes written before keyword segments name one bm25s folder in artifacts.json: it is rebuilt from
+    SQLite on open (no re-embedding) and the new layout is persisted."""
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    svc.ingest([str(SEEDS)], progress=False)
+    want = [(p.passage_id, round(p.score, 5)) for p in svc.ask("Why did Egypt cut ties with Iran?").passages]
+    svc.close()
+    art = json.loads((home / "artifacts.json").read_text())
+    for name in art.pop("keyword_segments"):
+        shutil.rmtree(home / name)
+    (home / "keyword-7").mkdir()
+    (home / "artifacts.json").write_text(json.dumps({**art, "keyword": "keyword-7"}))
+    svc = make_service(home)
+    assert svc.index.integrity().ok
+    assert [(p.passage_id, round(p.score, 5)) for p in svc.ask("Why did Egypt cut ties with Iran?").passages] == want
+    art = json.loads((home / "artifacts.json").read_text())
+    assert art["keyword_segments"] and not (home / "keyword-7").exists()
+    svc.close()

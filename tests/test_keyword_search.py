@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
+import pytest
 
 from embeddings.index import guild_scope
 from tests.support import SEEDS, make_service
@@ -54,6 +57,11 @@ def test_tokenize_matches_bm25s_exactly():
     stemmer = Stemmer.Stemmer("english")
     want = [list(t) for t in bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, return_ids=False,
                                             show_progress=False)]
+    from bm25s.stopwords import STOPWORDS_EN
+
+    from embeddings.keyword import STOP_WORDS
+
+    assert STOP_WORDS == frozenset(STOPWORDS_EN)
     assert tokenize(texts) == want
     assert [tokenize([t])[0] for t in texts] == want  # one at a time, now from the cache
     assert any(w for w in want)  # the fixture has terms at all
@@ -97,28 +105,97 @@ def test_keyword_search_equals_brute_force_over_every_row(tmp_path):
     svc.close()
 
 
-def test_sparse_scores_equal_bm25s_scores_for_rare_and_common_terms():
-    """Posting-list sums (sorted-unique for rare terms, corpus-sized bincount for common ones) must equal
-    bm25s's own get_scores, repeated terms included."""
-    from embeddings.keyword import KeywordIndex, tokenize
-
-    rng = np.random.default_rng(3)
+def _zipf_texts(n: int, seed: int, words: int = 30) -> list[str]:
+    rng = np.random.default_rng(seed)
     vocab = [f"w{i}x" for i in range(400)]
     weights = 1.0 / np.arange(1, len(vocab) + 1)  # Zipf: a few common terms, many rare ones
     weights /= weights.sum()
-    texts = [" ".join(rng.choice(vocab, 30, p=weights)) for _ in range(600)]
+    return [" ".join(rng.choice(vocab, rng.integers(0, words) if words else 0, p=weights)) for _ in range(n)]
+
+
+def _bm25s_scores(texts: list[str], query: str) -> np.ndarray:
+    """bm25s's own scores: the formula existing users' rankings came from."""
+    import bm25s
+
+    from embeddings.keyword import tokenize
+
+    retriever = bm25s.BM25()
+    retriever.index(tokenize(texts), show_progress=False)
+    terms = [t for t in tokenize([query])[0] if t in retriever.vocab_dict]
+    if not terms:
+        return np.zeros(len(texts), dtype=np.float32)
+    return np.asarray(retriever.get_scores(terms), dtype=np.float32)
+
+
+QUERIES = ["w0x w1x", "w350x w399x", "w0x w399x w399x", "w5x", "nothing here", "w0x w0x w1x w2x w3x",
+           *[" ".join(np.random.default_rng(9).choice([f"w{i}x" for i in range(400)], 4)) for _ in range(20)]]
+
+
+def test_sparse_scores_equal_bm25s_scores_for_rare_and_common_terms():
+    """Posting-list sums (sorted-unique for rare terms, corpus-sized bincount for common ones) must equal
+    bm25s's own get_scores, repeated terms included."""
+    from embeddings.keyword import KeywordIndex
+
+    texts = _zipf_texts(600, 3)
     kw = KeywordIndex.build(list(range(100, 700)), texts)
     branches = set()
-    for query in ["w0x w1x", "w350x w399x", "w0x w399x w399x", "w5x", "nothing here", *[
-            " ".join(rng.choice(vocab, 4)) for _ in range(30)]]:
-        terms = [t for t in tokenize([query])[0] if t in kw._vocab]
-        want = (np.asarray(kw._retriever.get_scores(terms), dtype=np.float32) if terms
-                else np.zeros(len(texts), dtype=np.float32))
+    for query in QUERIES:
+        want = _bm25s_scores(texts, query)
         rows, values = kw.sparse_scores(query)
         np.testing.assert_array_equal(rows, np.flatnonzero(want))
         np.testing.assert_allclose(values, want[rows], rtol=1e-5)
-        indptr = kw._retriever.scores["indptr"]
-        if len(set(terms)) > 1:
-            postings = sum(int(indptr[kw._vocab[t] + 1] - indptr[kw._vocab[t]]) for t in terms)
-            branches.add(postings * 8 >= len(texts))
+        parts = kw._postings(query)
+        if len(parts) > 1:
+            branches.add(sum(len(r) for r, _ in parts) * 8 >= len(texts))
     assert branches == {True, False}, "both summation paths must be exercised"
+
+
+def test_segmented_index_scores_as_one_built_at_once(tmp_path):
+    """Ingests add segments and removals rewrite them; whatever the history, every score must equal bm25s
+    over the passages left, and the segments must survive a save and load."""
+    from embeddings.keyword import KeywordIndex
+
+    texts = _zipf_texts(900, 4)
+    texts[5] = texts[300] = ""  # rows without a term count in the average length
+    live: dict[int, str] = {}
+    kw = KeywordIndex()
+    rng = np.random.default_rng(5)
+    next_id, cursor = 1, 0
+    for step, take in enumerate([150, 150, 300, 40, 3, 1, 40, 1, 3, 1, 12, 1, 3]):
+        batch = texts[cursor:cursor + take]
+        cursor += take
+        ids = np.arange(next_id, next_id + len(batch), dtype=np.int64)
+        next_id += len(batch) + int(rng.integers(0, 3))  # ids grow, with gaps (AUTOINCREMENT after deletes)
+        gone = np.array(sorted(rng.choice(list(live), min(len(live), int(rng.integers(0, 20))), replace=False)),
+                        dtype=np.int64) if live and step % 3 == 2 else np.zeros(0, dtype=np.int64)
+        before = {s.name for s in kw.segments}
+        kw = kw.updated(gone, ids, iter(batch))
+        for i in gone.tolist():
+            del live[i]
+        live.update(zip(ids.tolist(), batch, strict=True))
+        np.testing.assert_array_equal(kw.ids, sorted(live))
+        if not len(gone) and take == 1 and len(kw.segments) > 1:
+            assert {s.name for s in kw.segments[:-1]} <= before, "a small ingest must not rewrite big segments"
+    assert 1 < len(kw.segments) <= 8
+    sizes = [len(s) for s in kw.segments]
+    assert all(a > 4 * b for a, b in itertools.pairwise(sizes)), sizes  # geometric: O(log n) segments
+    kw.save_new(tmp_path)
+    loaded = KeywordIndex.load(tmp_path, [s.name for s in kw.segments])
+    again = KeywordIndex.load(tmp_path, [s.name for s in kw.segments], reuse=loaded)
+    assert all(a is b for a, b in zip(again.segments, loaded.segments, strict=True))
+    corpus = [live[i] for i in sorted(live)]
+    for query in QUERIES:
+        want = _bm25s_scores(corpus, query)
+        for index in (kw, loaded):
+            rows, values = index.sparse_scores(query)
+            np.testing.assert_array_equal(rows, np.flatnonzero(want), err_msg=query)
+            np.testing.assert_allclose(values, want[rows], rtol=1e-5, err_msg=query)
+
+
+def test_segment_rejects_ids_that_do_not_follow():
+    from embeddings.keyword import KeywordIndex
+
+    kw = KeywordIndex.build([10, 20], ["alpha beta", "gamma"])
+    with pytest.raises(ValueError, match="follow"):
+        kw.updated(np.zeros(0, dtype=np.int64), np.array([15]), ["delta"])
+    assert kw.updated(np.array([10, 20]), np.zeros(0, dtype=np.int64), []).segments == ()
