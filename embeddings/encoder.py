@@ -265,14 +265,17 @@ class LazyEncoder:
     def count_tokens(self, text: str) -> int:
         return self.loaded.count_tokens(text)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+    # batch_size None: the loaded backend's own default (64 for torch, smaller for the int8 runtimes)
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
+        if batch_size is None:
+            return self.loaded.encode(texts)
         return self.loaded.encode(texts, batch_size=batch_size)
 
-    def token_embeddings(self, texts: Sequence[str], *, batch_size: int = 64) -> list[TokenEmbeddings]:
+    def token_embeddings(self, texts: Sequence[str], *, batch_size: int | None = None) -> list[TokenEmbeddings]:
         fn = getattr(self.loaded, "token_embeddings", None)
         if fn is None:
             raise QabotError(f"The {self.backend} encoder has no token embeddings")
-        return fn(texts, batch_size=batch_size)
+        return fn(texts) if batch_size is None else fn(texts, batch_size=batch_size)
 
 
 def load_encoder(name: str, *, lazy: bool = True, threads: int | None = None, backend: str | None = None) -> Encoder:

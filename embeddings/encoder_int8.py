@@ -380,10 +380,11 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
     return (summed / (np.sqrt(counts) if mode == "mean_sqrt_len_tokens" else counts)).astype(np.float32)
 
 
-# Texts per forward pass. Attention activations grow with batch x tokens^2: ONNX Runtime peaked at 2.0 GB RSS
-# encoding 400 SciFact abstracts 64 at a time and at 0.7 GB 16 at a time, equally fast on 2 cores (25.5 s
-# vs 24.4 s). (torch keeps 64: it was slower at 16 and its peak fell less, 1.2 -> 0.9 GB.)
-INT8_BATCH = 16
+# Texts per forward pass. Batches are length-sorted, so a small batch wastes no padding, and ONNX Runtime's
+# arena keeps what its largest batch needed (attention grows with batch x tokens^2). Encoding 560 speed-corpus
+# passages on 2 lanes: 64 at a time peaked at 2.0 GB RSS, 16 at 0.75 GB and 40 passages/s, 2 at 0.34 GB and
+# 43-47/s. OpenVINO measured no better below 16. (torch keeps 64: it was slower at 16.)
+INT8_BATCH = {"onnx-int8": 2, "openvino-int8": 16}
 
 
 class Int8Encoder:
@@ -397,6 +398,7 @@ class Int8Encoder:
         self.name = canonical_model_name(name)
         self.backend = backend
         self._dir = ensure_built(self.name, backend)
+        self._batch = INT8_BATCH[backend]
         meta = Int8Meta.read(self._dir / "meta.json")
         self._meta = meta
         self.dimension = meta.dimension
@@ -490,17 +492,17 @@ class Int8Encoder:
         with ThreadPoolExecutor(lanes, thread_name_prefix="qabot-encode") as workers:
             yield from workers.map(job, batches)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int = INT8_BATCH) -> np.ndarray:
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         with self._lock:
             encs = self._tokenize(texts)
-            for batch, (hidden, mask) in self._run_batches(encs, batch_size):
+            for batch, (hidden, mask) in self._run_batches(encs, batch_size or self._batch):
                 out[batch] = pool(hidden, mask, self._meta.pooling)
         return normalize_rows(out)
 
-    def token_embeddings(self, texts: Sequence[str], *, batch_size: int = INT8_BATCH) -> list[TokenEmbeddings]:
+    def token_embeddings(self, texts: Sequence[str], *, batch_size: int | None = None) -> list[TokenEmbeddings]:
         """Per text: final-layer token vectors before pooling and their char offsets (see TokenEmbeddings)."""
         out: list[TokenEmbeddings] = []
         if not texts:
@@ -508,7 +510,7 @@ class Int8Encoder:
         slots: list[TokenEmbeddings | None] = [None] * len(texts)
         with self._lock:
             encs = self._tokenize(texts)
-            for batch, (hidden, _) in self._run_batches(encs, batch_size):
+            for batch, (hidden, _) in self._run_batches(encs, batch_size or self._batch):
                 for j, i in enumerate(batch):
                     n = len(encs[i].ids)
                     slots[i] = (np.ascontiguousarray(hidden[j, :n], dtype=np.float32),
