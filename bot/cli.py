@@ -431,8 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--recall-sets", nargs="+", choices=("squad_v1_dev", "scifact"), metavar="SET",
                    help="recall sets to run (default: squad_v1_dev scifact)")
     p.add_argument("--ingest-limit", type=int, default=0, metavar="N",
-                   help="measure qabot's query side above N passages on a copy of the largest ingested index "
-                        "(encoding 100k passages on 2 cores takes over an hour); peers skip those sizes")
+                   help="above N passages, measure qabot on a copy of the largest ingested index (encoding 100k "
+                        "passages on 2 cores takes over an hour): questions, then 500 fresh passages ingested "
+                        "into the copy; peers skip those sizes")
     p.add_argument("--dense", type=int, nargs="*", metavar="N",
                    help="also the dense index alone at N vectors (e.g. 100000 1000000): exact vs IVF")
     p.add_argument("--workdir", help="where corpora and indexes go (default: a new temp dir); reused recall "

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,9 @@ import pytest
 from embeddings.benchmark import corpus
 from embeddings.benchmark.dense_bench import synthesize
 from embeddings.benchmark.qabot_system import QabotSystem
+from embeddings.config import Settings
+from embeddings.encoder import HashingEncoder
+from embeddings.service import QAService
 from tests.support import ROOT, SHARED_EVAL
 
 pytestmark = pytest.mark.skipif(not (SHARED_EVAL / "squad_v1_dev").exists(), reason="shared eval data absent")
@@ -82,6 +86,24 @@ def test_bench_cli_end_to_end_json(tmp_path):
         assert figures[key] > 0, key
     assert figures["passages"] >= 150 and figures["query_ms_p95"] >= figures["query_ms_p50"]
     assert (tmp_path / "b.png").stat().st_size > 1000
+
+
+def test_bench_copied_size_measures_questions_and_an_ingest_into_the_copy(tmp_path):
+    env = dict(os.environ, QABOT_EMBED_MODEL="hashing:128")
+    out = subprocess.run([sys.executable, "-m", "bot.cli", "bench", "--passages", "120", "400", "--ingest-limit",
+                          "120", "--no-recall", "--json", "--workdir", str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    big = json.loads(out.stdout)["sizes"]["400"]["qabot"]
+    assert not big["ingested"] and big["grown_by"] == 500
+    assert big["ingest_passages_per_s"] > 0 and big["query_ms_p50"] > 0 and big["peak_rss_mb"] > 0
+    svc = QAService(replace(Settings.from_env(), home=tmp_path / "speed-400" / "qabot" / "qabot"),
+                    encoder=HashingEncoder(128))
+    try:
+        assert svc.index.integrity().ok
+        assert svc.stats().passages > big["passages"]  # the fresh passages landed in the copy
+    finally:
+        svc.close()
 
 
 def test_bench_rejects_bad_arguments(tmp_path):

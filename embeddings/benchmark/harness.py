@@ -23,6 +23,9 @@ from .corpus import RECALL_SETS, recall_corpus, speed_corpus
 
 DEFAULT_SIZES = (10_000, 100_000)
 LATENCY_QUESTIONS = 200
+# Passages added to a copied index to measure ingest at its size: what an ingest costs grows with the
+# index it lands in (caches to update and publish), not only with what it adds.
+GROW_PASSAGES = 500
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,8 @@ class SpeedResult:
     peak_rss_mb: float
     index_mb: float
     build_s: float
-    ingested: bool = True  # False: built by copying a smaller ingested index (replicate.py); no ingest rate
+    ingested: bool = True  # False: built by copying a smaller ingested index (replicate.py)
+    grown_by: int = 0  # copied indexes: fresh passages then ingested into the copy (the ingest rate and RSS)
 
 
 @dataclass(frozen=True)
@@ -81,8 +85,11 @@ def _latency_questions(eval_root: str | Path | None, n: int) -> list[dict]:
 
 
 def run_replicated(size: int, source_size: int, workdir: Path, *, eval_root: str | Path | None = None,
-                   questions: int = LATENCY_QUESTIONS, say: Callable[[str], None] = print) -> SpeedResult:
-    """qabot's query side at a size too big to ingest here in reasonable time (see replicate.py)."""
+                   questions: int = LATENCY_QUESTIONS, grow: int = GROW_PASSAGES,
+                   say: Callable[[str], None] = print) -> SpeedResult:
+    """qabot at a size too big to ingest here in reasonable time: questions against a copy of a smaller
+    ingested index grown to `size` (see replicate.py), then `grow` fresh passages (the speed corpus's next
+    ones, in none of the copies) ingested into it, for the ingest rate and peak RSS at that size."""
     base = workdir / f"speed-{size}"
     qfile = base / "questions.jsonl"
     if not qfile.exists():
@@ -102,9 +109,16 @@ def run_replicated(size: int, source_size: int, workdir: Path, *, eval_root: str
     say(f"  qabot: {held:,} passages; querying ...")
     queried = _run_worker(["query", "qabot", str(sysdir), str(qfile), "--t0", repr(time.time())], log)
     lat = np.asarray(queried["latencies_ms"])
-    return SpeedResult("qabot", size, held, 0.0, float(np.percentile(lat, 50)), float(np.percentile(lat, 95)),
-                       queried["cold_start_s"], queried["query_peak_rss_mb"], _dir_mb(sysdir), build_s,
-                       ingested=False)
+    rate, rss = 0.0, queried["query_peak_rss_mb"]
+    if grow:
+        fresh = base / "grow.jsonl"
+        _write_jsonl(fresh, [asdict(p) for p in speed_corpus(source_size + grow, eval_root)[source_size:]])
+        say(f"  qabot: ingesting {grow:,} fresh passages into the {held:,}-passage copy ...")
+        grown = _run_worker(["build", "qabot", str(sysdir), str(fresh)], log)
+        rate, rss = grown["ingest_passages_per_s"], max(rss, grown["build_peak_rss_mb"])
+        say(f"  qabot: {rate:.1f} passages/s into the copy")
+    return SpeedResult("qabot", size, held, rate, float(np.percentile(lat, 50)), float(np.percentile(lat, 95)),
+                       queried["cold_start_s"], rss, _dir_mb(sysdir), build_s, ingested=False, grown_by=grow)
 
 
 def run_speed(system: str, size: int, workdir: Path, *, eval_root: str | Path | None = None,

@@ -31,11 +31,14 @@ def format_table(report: BenchReport) -> str:
         lines.append(head)
         lines.append("-" * len(head))
         for r in rows:
-            cells = [("copied" if k == "ingest_passages_per_s" and not r.ingested else fmt.format(getattr(r, k)))
-                     for k, _, fmt, _ in SPEED_COLUMNS]
+            cells = [("copied" if k == "ingest_passages_per_s" and not r.ingested and not r.grown_by
+                      else fmt.format(getattr(r, k))) for k, _, fmt, _ in SPEED_COLUMNS]
             lines.append(f"{r.system:<20}" + "".join(f"{c:>15}" for c in cells))
         if any(not r.ingested for r in rows):
             lines.append("(copied: built from the largest ingested index without encoding; see replicate.py)")
+            grown = max(r.grown_by for r in rows)
+            if grown:
+                lines.append(f"(ingest p/s and peak RSS here: {grown:,} fresh passages ingested into the copy)")
         if qabot is not None:
             for r in rows:
                 if r is qabot:
