@@ -39,6 +39,14 @@ def test_speed_corpus_real_first_then_distinct_perturbed_copies():
     assert corpus.speed_corpus(300, SHARED_EVAL) == corpus.speed_corpus(300, SHARED_EVAL)  # deterministic
 
 
+def test_fresh_passages_are_new_text_with_the_sources_lengths():
+    source = corpus.speed_corpus(300, SHARED_EVAL)
+    fresh = corpus.fresh_passages(source, 120)
+    assert len(fresh) == 120 and len({p.key for p in fresh} | {p.key for p in source}) == 420
+    for f, s in zip(fresh, source, strict=False):
+        assert f.text != s.text and abs(len(f.text.split()) - len(s.text.split())) <= 1
+
+
 def test_recall_corpus_uses_held_out_questions_only():
     passages, questions = corpus.recall_corpus("squad_v1_dev", SHARED_EVAL, limit=50)
     assert len(passages) == 2067 and len(questions) == 50

@@ -68,6 +68,13 @@ def speed_corpus(size: int, eval_root: str | Path | None = None, *, seed: int = 
     return out
 
 
+def fresh_passages(source: list[BenchPassage], n: int, *, seed: int = 1) -> list[BenchPassage]:
+    """n passages like source's first n, each a new perturbed copy (keyed k~fresh): text no index built from
+    `source` holds, with the same length mix, so an ingest rate measured on them compares with source's."""
+    rng = random.Random(seed)
+    return [BenchPassage(f"{p.key}~fresh", p.title, perturb(p.text, rng)) for p in source[:n]]
+
+
 def recall_corpus(name: str, eval_root: str | Path | None = None,
                   limit: int | None = None) -> tuple[list[BenchPassage], list[BenchQuestion]]:
     """A dataset's passages and its held-out answerable questions (never its tuning split)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import QabotError
-from .corpus import RECALL_SETS, recall_corpus, speed_corpus
+from .corpus import RECALL_SETS, fresh_passages, recall_corpus, speed_corpus
 
 DEFAULT_SIZES = (10_000, 100_000)
 LATENCY_QUESTIONS = 200
@@ -88,8 +88,9 @@ def run_replicated(size: int, source_size: int, workdir: Path, *, eval_root: str
                    questions: int = LATENCY_QUESTIONS, grow: int = GROW_PASSAGES,
                    say: Callable[[str], None] = print) -> SpeedResult:
     """qabot at a size too big to ingest here in reasonable time: questions against a copy of a smaller
-    ingested index grown to `size` (see replicate.py), then `grow` fresh passages (the speed corpus's next
-    ones, in none of the copies) ingested into it, for the ingest rate and peak RSS at that size."""
+    ingested index grown to `size` (see replicate.py), then `grow` fresh passages (new perturbed copies of
+    the source's first ones, so the same length mix) ingested into it, for the ingest rate and peak RSS at
+    that size."""
     base = workdir / f"speed-{size}"
     qfile = base / "questions.jsonl"
     if not qfile.exists():
@@ -112,7 +113,7 @@ def run_replicated(size: int, source_size: int, workdir: Path, *, eval_root: str
     rate, rss = 0.0, queried["query_peak_rss_mb"]
     if grow:
         fresh = base / "grow.jsonl"
-        _write_jsonl(fresh, [asdict(p) for p in speed_corpus(source_size + grow, eval_root)[source_size:]])
+        _write_jsonl(fresh, [asdict(p) for p in fresh_passages(speed_corpus(source_size, eval_root), grow)])
         say(f"  qabot: ingesting {grow:,} fresh passages into the {held:,}-passage copy ...")
         grown = _run_worker(["build", "qabot", str(sysdir), str(fresh)], log)
         rate, rss = grown["ingest_passages_per_s"], max(rss, grown["build_peak_rss_mb"])
