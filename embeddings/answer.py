@@ -83,6 +83,17 @@ SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue",
 
 # Per passage id: its sentence spans and their question-dependent features (all but the rank prior).
 SentenceMemo = dict[int, tuple[tuple[tuple[int, int], ...], np.ndarray]]
+QUESTION_KINDS = ("why", "when", "number", "who", "where", "other")
+
+
+@dataclass(frozen=True)
+class _SentenceTerms:
+    """What a passage's sentences contribute to term features, whatever the question: per sentence its
+    set of stemmed terms and of adjacent term pairs, and whether it carries each question kind's cue."""
+
+    terms: tuple[frozenset[str], ...]
+    bigrams: tuple[frozenset[tuple[str, str]], ...]
+    cues: dict[str, np.ndarray]  # question kind -> 0/1 per sentence
 
 
 @dataclass(frozen=True)
@@ -127,22 +138,40 @@ class Answerer:
         self.encoder = encoder
         self.params = params or index.config.retrieval
         self.retriever = Retriever(index, self.params)
-        # Popular passages come back question after question: their sentence matrices and terms are kept.
+        # Popular passages come back question after question: their rows, sentence matrices and sentence
+        # terms are kept (passage ids are never reused, so none of it goes stale).
+        self._rows: _PassageLRU[PassageRow] = _PassageLRU(sentence_cache)
         self._vectors: _PassageLRU[np.ndarray] = _PassageLRU(sentence_cache)
-        self._terms: _PassageLRU[list[list[str]]] = _PassageLRU(sentence_cache)
+        self._terms: _PassageLRU[_SentenceTerms] = _PassageLRU(sentence_cache)
 
-    def _sentence_terms(self, rows: list[PassageRow]) -> dict[int, list[list[str]]]:
-        """Stemmed terms of each sentence of these passages (reranking and answer selection both read
+    def _passages(self, ids: list[int]) -> dict[int, PassageRow]:
+        """Rows of these passages (absent: removed meanwhile), from the cache, then the store."""
+        out = self._rows.get_many(ids)
+        missing = [i for i in ids if i not in out]
+        if missing:
+            fresh = self.index.passages(missing)
+            self._rows.put_many(fresh)
+            out.update(fresh)
+        return out
+
+    def _sentence_terms(self, rows: list[PassageRow]) -> dict[int, _SentenceTerms]:
+        """Term sets and cues of each sentence of these passages (reranking and answer selection both read
         them); the misses are tokenized in one call (per-call overhead dominates for short sentences)."""
         out = self._terms.get_many(r.id for r in rows)
-        todo = [r for r in rows if r.id not in out and r.sentences]
+        todo = [r for r in rows if r.id not in out]
         if todo:
             flat = tokenize([r.text[a:b] for r in todo for a, b in r.sentences])
-            fresh: dict[int, list[list[str]]] = {}
+            fresh: dict[int, _SentenceTerms] = {}
             pos = 0
             for row in todo:
-                fresh[row.id] = flat[pos:pos + len(row.sentences)]
+                terms = flat[pos:pos + len(row.sentences)]
                 pos += len(row.sentences)
+                texts = [row.text[a:b] for a, b in row.sentences]
+                fresh[row.id] = _SentenceTerms(
+                    tuple(frozenset(t) for t in terms),
+                    tuple(frozenset(zip(t, t[1:], strict=False)) for t in terms),
+                    {kind: np.array([_type_match(kind, t) for t in texts], dtype=np.float32)
+                     for kind in QUESTION_KINDS})
             self._terms.put_many(fresh)
             out.update(fresh)
         return out
@@ -172,7 +201,7 @@ class Answerer:
         t1 = time.perf_counter()
         depth = max(k, self.params.answer_passages, self.params.rerank_depth if self.params.rerank_weights else 0)
         cands = self.retriever.search(q, qvec, depth, scope=scope)
-        rows = self.index.passages([c.passage_id for c in cands])
+        rows = self._passages([c.passage_id for c in cands])
         cands = [c for c in cands if c.passage_id in rows]  # a concurrent rm may have removed some
         memo: SentenceMemo = {}
         if self.params.rerank_weights and len(cands) > 1:
@@ -267,15 +296,15 @@ class Answerer:
             if not row.sentences:
                 continue
             base[:, 0] = matrices[row.id] @ qvec
-            prev: set[str] = set()
-            for i, ((s, e), terms) in enumerate(zip(row.sentences, sentence_terms[row.id], strict=True)):
-                term_set = set(terms)
+            cached = sentence_terms[row.id]
+            prev: frozenset[str] = frozenset()
+            for i, (term_set, bigrams) in enumerate(zip(cached.terms, cached.bigrams, strict=True)):
                 own = q_terms & term_set
                 base[i, 1] = len(own) / n_terms
                 base[i, 2] = len((q_terms & prev) - own) / n_terms
-                base[i, 3] = len(q_bigrams & set(zip(terms, terms[1:], strict=False))) / n_bigrams
-                base[i, 4] = _type_match(kind, row.text[s:e])
+                base[i, 3] = len(q_bigrams & bigrams) / n_bigrams
                 prev = term_set
+            base[:, 4] = cached.cues[kind]
         return out
 
     def _best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
