@@ -7,7 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -83,17 +83,24 @@ SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue",
 
 # Per passage id: its sentence spans and their question-dependent features (all but the rank prior).
 SentenceMemo = dict[int, tuple[tuple[tuple[int, int], ...], np.ndarray]]
-QUESTION_KINDS = ("why", "when", "number", "who", "where", "other")
 
 
 @dataclass(frozen=True)
 class _SentenceTerms:
     """What a passage's sentences contribute to term features, whatever the question: per sentence its
-    set of stemmed terms and of adjacent term pairs, and whether it carries each question kind's cue."""
+    set of stemmed terms and of adjacent term pairs, and whether it carries a question kind's cue (filled
+    per kind as questions of that kind come)."""
 
     terms: tuple[frozenset[str], ...]
     bigrams: tuple[frozenset[tuple[str, str]], ...]
-    cues: dict[str, np.ndarray]  # question kind -> 0/1 per sentence
+    cues: dict[str, np.ndarray] = field(default_factory=dict)  # question kind -> 0/1 per sentence
+
+    def cue(self, kind: str, row: PassageRow) -> np.ndarray:
+        got = self.cues.get(kind)
+        if got is None:
+            got = np.array([_type_match(kind, row.text[s:e]) for s, e in row.sentences], dtype=np.float32)
+            self.cues[kind] = got
+        return got
 
 
 @dataclass(frozen=True)
@@ -166,12 +173,8 @@ class Answerer:
             for row in todo:
                 terms = flat[pos:pos + len(row.sentences)]
                 pos += len(row.sentences)
-                texts = [row.text[a:b] for a, b in row.sentences]
-                fresh[row.id] = _SentenceTerms(
-                    tuple(frozenset(t) for t in terms),
-                    tuple(frozenset(zip(t, t[1:], strict=False)) for t in terms),
-                    {kind: np.array([_type_match(kind, t) for t in texts], dtype=np.float32)
-                     for kind in QUESTION_KINDS})
+                fresh[row.id] = _SentenceTerms(tuple(frozenset(t) for t in terms),
+                                               tuple(frozenset(zip(t, t[1:], strict=False)) for t in terms))
             self._terms.put_many(fresh)
             out.update(fresh)
         return out
@@ -304,7 +307,7 @@ class Answerer:
                 base[i, 2] = len((q_terms & prev) - own) / n_terms
                 base[i, 3] = len(q_bigrams & bigrams) / n_bigrams
                 prev = term_set
-            base[:, 4] = cached.cues[kind]
+            base[:, 4] = cached.cue(kind, row)
         return out
 
     def _best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
