@@ -5,6 +5,7 @@ All return float32 L2-normalised rows, so inner product is cosine everywhere dow
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
@@ -145,9 +146,15 @@ class SentenceTransformerEncoder:
         self._plain = type(self._model[0]).__name__ == "Transformer" and getattr(self._tokenizer, "is_fast", False)
         # Tokenizers and torch modules are not documented as thread-safe; the bot encodes from worker threads.
         self._lock = threading.Lock()
+        self._count_tokenizer = copy.deepcopy(self._tokenizer)
+        self._count_lock = threading.Lock()
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        # Chunking counts tokens while another thread encodes (ingest embeds one batch while chunking the
+        # next; the bot answers during uploads). A fast tokenizer switched between truncation settings by
+        # two threads can fail with "Already borrowed", so counting has a tokenizer of its own.
+        with self._count_lock:
+            return len(self._count_tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
 
     def _tokenize(self, texts: Sequence[str], offsets: bool) -> list[dict[str, list[int]]]:
         """One tokenizer call for all texts, truncated as sentence-transformers does (max_seq_length)."""

@@ -6,6 +6,7 @@ import hashlib
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from .index import BASE_SCOPE, Index, keyword_text, now_iso
 from .store import NewDocument, NewPassage, PassageVectors
 
 COMMIT_EVERY_PASSAGES = 256
-SENTENCE_POOLING = True  # a batch is embedded, then committed: a crash loses at most the batch in flight
+SENTENCE_POOLING = True
+# Batches are embedded, then committed one at a time: a crash loses at most the batch in flight and the one
+# being read (committed ones are durable, and ingesting the same files again skips them).
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ class _Pending:
     doc: NewDocument
     status: str
     missing: list[EmbedJob] = field(default_factory=list)
+
+
+def _done(value: dict[str, PassageVectors]) -> Future[dict[str, PassageVectors]]:
+    future: Future[dict[str, PassageVectors]] = Future()
+    future.set_result(value)
+    return future
 
 
 def embed_passages(encoder: Encoder, jobs: Sequence[EmbedJob], *, pooled: bool | None = None) -> dict[str, PassageVectors]:
@@ -282,22 +291,46 @@ class Ingestor:
         batch_size = 0
         bar = tqdm(total=0, unit="passage", desc="Embedding", file=sys.stderr, dynamic_ncols=True,
                    disable=(not sys.stderr.isatty()) if progress is None else not progress, leave=False)
-        with self.index.writer() as writer:
+        # One batch is embedded (on the encoder's threads) while the next is read and chunked here: chunking
+        # is single-threaded Python, so the encoder would otherwise leave a core idle for a quarter of the
+        # ingest. Commits stay in order on this thread; at most one batch is in flight.
+        embedder = ThreadPoolExecutor(1, thread_name_prefix="qabot-embed")
+        inflight: tuple[list[_Pending], int, Future[dict[str, PassageVectors]]] | None = None
+        sent: set[str] = set()  # hashes sent for embedding in this run (their batch commits them first)
+        with self.index.writer() as writer, embedder:
 
-            def flush() -> None:
-                nonlocal batch, batch_size, embedded
-                uniq = {j.hash: j for p in batch for j in p.missing}  # copies of one passage: embed once
-                vectors = embed_passages(self.index.encoder, list(uniq.values())) if uniq else {}
-                embedded += len(uniq)
-                bar.update(len(uniq))
-                docs = [p.doc for p in batch if p.status != "unchanged"]
+            def settle() -> None:
+                """Wait for the batch in flight and commit it."""
+                nonlocal inflight, embedded
+                if inflight is None:
+                    return
+                pending, count, future = inflight
+                inflight = None
+                vectors = future.result()
+                embedded += count
+                bar.update(count)
+                docs = [p.doc for p in pending if p.status != "unchanged"]
                 if docs:
                     writer.put_documents(docs, vectors)
                 done = [DocOutcome(p.ref.name, p.doc.doc_key, p.doc.title, p.status, len(p.doc.passages))
-                        for p in batch]
+                        for p in pending]
                 outcomes.extend(done)
                 if on_commit and done:
                     on_commit(done)
+
+            def flush() -> None:
+                nonlocal batch, batch_size, inflight
+                settle()
+                # Copies of one passage are embedded once, also across batches: this batch was prepared
+                # before the previous one committed, so its store check could not see those hashes.
+                nonlocal reused
+                uniq = {j.hash: j for p in batch for j in p.missing if j.hash not in sent}
+                reused += sum(len(p.missing) for p in batch) - len(uniq)  # copies: embedded once, reused after
+                sent.update(uniq)
+                jobs = list(uniq.values())
+                future: Future[dict[str, PassageVectors]] = (
+                    embedder.submit(embed_passages, self.index.encoder, jobs) if jobs else _done({}))
+                inflight = (batch, len(jobs), future)
                 batch, batch_size = [], 0
 
             for ref, article in items:
@@ -321,6 +354,7 @@ class Ingestor:
                 if batch_size >= COMMIT_EVERY_PASSAGES:
                     flush()
             flush()
+            settle()
         bar.close()
         return IngestReport(tuple(outcomes), tuple(failures), embedded, reused, time.perf_counter() - started)
 
