@@ -85,6 +85,12 @@ SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue",
 SentenceMemo = dict[int, tuple[tuple[tuple[int, int], ...], np.ndarray]]
 
 
+def _bigrams(terms: list[str]) -> frozenset[str]:
+    # "a b" strings rather than (a, b) tuples: terms never hold a space, and thousands of cached tuples
+    # made every full garbage collection slower (1.5 ms a question at 100k passages, measured).
+    return frozenset(map(" ".join, zip(terms, terms[1:], strict=False)))
+
+
 @dataclass(frozen=True)
 class _SentenceTerms:
     """What a passage's sentences contribute to term features, whatever the question: per sentence its
@@ -92,7 +98,7 @@ class _SentenceTerms:
     per kind as questions of that kind come)."""
 
     terms: tuple[frozenset[str], ...]
-    bigrams: tuple[frozenset[tuple[str, str]], ...]
+    bigrams: tuple[frozenset[str], ...]
     cues: dict[str, np.ndarray] = field(default_factory=dict)  # question kind -> 0/1 per sentence
 
     def cue(self, kind: str, row: PassageRow) -> np.ndarray:
@@ -173,8 +179,7 @@ class Answerer:
             for row in todo:
                 terms = flat[pos:pos + len(row.sentences)]
                 pos += len(row.sentences)
-                fresh[row.id] = _SentenceTerms(tuple(frozenset(t) for t in terms),
-                                               tuple(frozenset(zip(t, t[1:], strict=False)) for t in terms))
+                fresh[row.id] = _SentenceTerms(tuple(frozenset(t) for t in terms), tuple(map(_bigrams, terms)))
             self._terms.put_many(fresh)
             out.update(fresh)
         return out
@@ -287,7 +292,7 @@ class Answerer:
                                    ) -> SentenceMemo:
         q_tokens = [t for t in tokenize([question])[0] if t not in QUESTION_WORDS]
         q_terms = set(q_tokens)
-        q_bigrams = set(zip(q_tokens, q_tokens[1:], strict=False))
+        q_bigrams = _bigrams(q_tokens)
         n_terms, n_bigrams = max(len(q_terms), 1), max(len(q_bigrams), 1)
         kind = question_type(question)
         matrices = self._sentence_vectors(passages)
