@@ -122,8 +122,13 @@ def _new_name() -> str:
 def _from_postings(ids: np.ndarray, lengths: np.ndarray, terms: list[str], term: np.ndarray, row: np.ndarray,
                    tf: np.ndarray) -> Segment:
     """A segment from postings in row order (term-major order is made here by a stable sort on term)."""
-    order = np.argsort(term, kind="stable")
     counts = np.bincount(term, minlength=len(terms))
+    if len(counts) and not counts.all():  # terms whose every row was removed: dropped, not carried on
+        live = counts > 0
+        term = (np.cumsum(live) - 1)[term]
+        terms = [t for t, keep in zip(terms, live, strict=True) if keep]
+        counts = counts[live]
+    order = np.argsort(term, kind="stable")
     indptr = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
     return Segment(_new_name(), ids, lengths.astype(np.int32), terms, indptr, row[order].astype(np.int32),

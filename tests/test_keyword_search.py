@@ -177,6 +177,7 @@ def test_segmented_index_scores_as_one_built_at_once(tmp_path):
         if not len(gone) and take == 1 and len(kw.segments) > 1:
             assert {s.name for s in kw.segments[:-1]} <= before, "a small ingest must not rewrite big segments"
     assert 1 < len(kw.segments) <= 8
+    assert all((np.diff(s.indptr) > 0).all() for s in kw.segments), "removed rows' terms must not linger"
     sizes = [len(s) for s in kw.segments]
     assert all(a > 4 * b for a, b in itertools.pairwise(sizes)), sizes  # geometric: O(log n) segments
     kw.save_new(tmp_path)
