@@ -27,6 +27,34 @@ def test_small_index_stays_exact():
     assert ix.kind == "flat"
 
 
+def test_a_question_searches_on_one_openmp_thread_and_leaves_the_setting_alone():
+    faiss = pytest.importorskip("faiss")
+    x = clustered(300)
+    ix = DenseIndex(32)
+    ix.add(np.arange(300), x)
+    seen: list[int] = []
+    inner = ix._index
+
+    class Spy:  # records the OpenMP threads in force when faiss is asked
+        def __getattr__(self, name: str):
+            return getattr(inner, name)
+
+        def search(self, *args, **kwargs):
+            seen.append(faiss.omp_get_max_threads())
+            return inner.search(*args, **kwargs)
+
+    ix._index = Spy()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(2)
+    try:
+        ids, _ = ix.search(x[7], 5)
+        assert seen == [1]
+        assert faiss.omp_get_max_threads() == 2  # builds on this thread keep their threads
+    finally:
+        faiss.omp_set_num_threads(before)
+    assert ids[0] == 7
+
+
 def test_switches_to_ivf_above_threshold_and_keeps_recall():
     x = clustered(6000)
     ids = np.arange(6000) * 3 + 1  # ids are passage ids, not positions
