@@ -385,6 +385,12 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 # passages on 2 lanes: 64 at a time peaked at 2.0 GB RSS, 16 at 0.75 GB and 40 passages/s, 2 at 0.34 GB and
 # 43-47/s. OpenVINO measured no better below 16. (torch keeps 64: it was slower at 16.)
 INT8_BATCH = {"onnx-int8": 2, "openvino-int8": 16}
+# Threads for a question (up to SMALL_BATCH texts). ONNX Runtime on 2 threads: one question's encode p50
+# 5.0 ms against 6.2-6.5 on one. More were not measured: a 15-token question leaves little work per op.
+# OpenVINO keeps one (not measured on more). Worker threads spin only this long between ops: by default
+# they spun on after the run, 16 ms of CPU per question against 7 on one thread; capped, 10 ms.
+QUESTION_THREADS = {"onnx-int8": 2, "openvino-int8": 1}
+SPIN_US = 100
 
 
 class Int8Encoder:
@@ -413,11 +419,12 @@ class Int8Encoder:
         self._count_tok.no_padding()
         self._count_tok.no_truncation()
         self._max_threads = max(1, threads or os.cpu_count() or 1)
-        # Up to SMALL_BATCH texts (a question) run on one thread, as with torch; ingest runs one single-thread
-        # runner per core side by side (_run_batches). A runtime fixes its threads when compiled, so runners
-        # are keyed by (threads, lane) and compiled on first use; lane 0 on one thread also answers questions.
+        self._question_threads = min(self._max_threads, QUESTION_THREADS[backend])
+        # Up to SMALL_BATCH texts (a question) run on QUESTION_THREADS; ingest runs one single-thread runner
+        # per core side by side (_run_batches). A runtime fixes its threads when compiled, so runners are
+        # keyed by (threads, lane) and compiled on first use; the question runner is compiled now.
         self._runners: dict[tuple[int, int], Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
-        self._runner(1)
+        self._runner(self._question_threads)
         self._lock = threading.Lock()
 
     def _runner(self, threads: int, slot: int = 0) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
@@ -443,6 +450,7 @@ class Int8Encoder:
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_US))
             session = ort.InferenceSession(str(self._dir / "model.onnx"), opts, providers=["CPUExecutionProvider"])
 
             def run(feats: dict[str, np.ndarray]) -> np.ndarray:
@@ -467,14 +475,14 @@ class Int8Encoder:
 
     def _run_batches(self, encs: Sequence[Any], batch_size: int,
                      ) -> Iterator[tuple[list[int], tuple[np.ndarray, np.ndarray]]]:
-        """(batch, (hidden, mask)) for length-sorted batches of encs. A few texts (a question) run on one
-        thread; several batches (ingest) run side by side, one single-thread runner per core, each taking
+        """(batch, (hidden, mask)) for length-sorted batches of encs. A few texts (a question) run on the
+        question runner (QUESTION_THREADS); several batches (ingest) run side by side, one single-thread runner per core, each taking
         the next batch, so no thread waits on another inside a forward pass: on 2 cores 38-40 texts/s
         against 34-37 for one 2-thread runner. One batch alone gets every core."""
         batches = length_batches([len(e.ids) for e in encs], batch_size)
         lanes = min(self._max_threads, len(batches))
         if len(encs) <= SMALL_BATCH or lanes <= 1:
-            run = self._runner(1 if len(encs) <= SMALL_BATCH else self._max_threads)
+            run = self._runner(self._question_threads if len(encs) <= SMALL_BATCH else self._max_threads)
             for batch in batches:
                 yield batch, self._hidden([encs[i] for i in batch], run)
             return

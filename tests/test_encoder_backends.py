@@ -257,3 +257,32 @@ def test_int8_parallel_lanes_match_one_runner(int8_encoders, backend):
     for (v, off), (ov, ooff) in zip(lanes_toks, one_toks, strict=True):
         np.testing.assert_allclose(v, ov, atol=1e-4)
         assert off.tolist() == ooff.tolist()
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("backend", INT8_PARAMS)
+def test_int8_question_runs_on_the_question_runner(int8_encoders, backend):
+    """A question is encoded by the runner on QUESTION_THREADS (both cores for ONNX Runtime, capped by the
+    encoder's threads), and gets the vector a one-thread runner gives."""
+    from embeddings import encoder_int8
+
+    enc = _int8(int8_encoders, backend)
+    want_threads = min(enc._max_threads, encoder_int8.QUESTION_THREADS[backend])
+    used: list[tuple[int, int]] = []
+    runner = enc._runner
+
+    def spy(threads, slot=0):
+        used.append((threads, slot))
+        return runner(threads, slot)
+
+    enc._runner = spy
+    try:
+        got = enc.encode(QUESTIONS[:1])
+    finally:
+        del enc._runner
+    assert used == [(want_threads, 0)]
+    one = enc._runner(1)
+    feats = enc._features(enc._tokenize(QUESTIONS[:1]))
+    hidden = one({k: feats[k] for k in enc._meta.input_names})
+    ref = encoder_int8.normalize_rows(encoder_int8.pool(hidden, feats["attention_mask"], enc._meta.pooling))
+    np.testing.assert_allclose(got, ref, atol=1e-4)
