@@ -65,6 +65,9 @@ class _Caches:
     scopes: np.ndarray  # scope of each keyword row (same order as keyword.ids)
 
 
+LOAD_ATTEMPTS = 5  # reads of SQLite + artifacts.json before concluding the caches need a repair
+
+
 class Index:
     CONFIG = "config.json"
     DB = "qabot.sqlite3"
@@ -111,20 +114,31 @@ class Index:
 
     def _load_or_rebuild(self, current: _Caches | None = None) -> _Caches:
         """Caches matching SQLite: the published ones when they match, else repaired. Keyword segments
-        already in `current` are reused rather than read again (they never change once saved)."""
-        generation = self.store.generation()
-        ids, scopes = self.store.passage_ids_and_scopes()
-        art = self._read_artifacts()
+        already in `current` are reused rather than read again (they never change once saved), and a
+        repair starts from them, so it tokenizes only the passages they lack."""
         reuse = current.keyword if current is not None else None
-        if art and art.get("generation") == generation:
+        for _ in range(LOAD_ATTEMPTS):
+            generation = self.store.generation()
+            ids, scopes = self.store.passage_ids_and_scopes()
+            art = self._read_artifacts()
+            published = art.get("generation") if art else None
+            if isinstance(published, int) and published > generation:
+                continue  # a writer committed and published between our two reads: read both again
+            if published != generation:
+                break  # behind SQLite: a writer died before publishing (or a pre-segment index)
             try:
                 dense = DenseIndex.load(self.home / art["dense"], self.config.dimension)
                 keyword = KeywordIndex.load(self.home, art["keyword_segments"], reuse)
-                if np.array_equal(dense.ids(), ids) and np.array_equal(keyword.ids, ids):
-                    return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
-            except Exception:  # noqa: BLE001 - any unreadable (or pre-segment) cache is rebuilt from SQLite below
-                pass
-        caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension), KeywordIndex())
+            except Exception:  # noqa: BLE001 - unreadable or pre-segment caches are rebuilt from SQLite below
+                # A writer that published meanwhile deletes the files we were told to read: ask again
+                # rather than rebuild (at 100k passages a rebuild takes ~30 s).
+                if self._read_artifacts() != art:
+                    continue
+                break
+            if np.array_equal(dense.ids(), ids) and np.array_equal(keyword.ids, ids):
+                return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
+            break
+        caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension), reuse or KeywordIndex())
         # Persist the repair only if no writer is busy (it will publish its own state when done).
         try:
             with self._lock.acquire(timeout=0):

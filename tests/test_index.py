@@ -221,6 +221,86 @@ def test_ingest_tokenizes_only_new_passages_and_readers_reuse_loaded_segments(tm
     svc.close()
 
 
+def _raced_reader(tmp_path, monkeypatch, race: str):
+    """A reader catching up while a second ingest lands at the worst moment (see the callers)."""
+    from embeddings import index as index_mod
+    from embeddings.keyword import KeywordIndex
+
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    svc.ingest([str(SEEDS)], progress=False)
+    reader = Index(home, HashingEncoder(256))
+    svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+    rebuilds: list[int] = []
+    real_rebuild = reader._rebuild  # (the writer's ingest uses _rebuild too: only the reader's is counted)
+    monkeypatch.setattr(reader, "_rebuild", lambda *a: rebuilds.append(1) or real_rebuild(*a))
+    late = write(tmp_path / "late.txt", "Late Edition\n\nThe night ferry to Carrow gained a second boat.\n")
+    if race == "read-between":
+        # The reader takes SQLite's generation, then the writer commits and publishes before the reader
+        # reads artifacts.json: the two disagree, newer artifacts than generation.
+        real_gen = reader.store.generation
+        calls = []
+
+        def generation():
+            g = real_gen()
+            if not calls:
+                calls.append(g)
+                svc.ingest([str(late)], progress=False)
+            return g
+
+        monkeypatch.setattr(reader.store, "generation", generation)
+        caches = reader._load_or_rebuild(reader._caches)
+    else:
+        # The reader read artifacts.json, then the writer published and deleted the segments it names.
+        real_load = KeywordIndex.load
+        done = []
+
+        def load(home_, names, reuse=None):
+            if not done:
+                done.append(1)
+                svc.ingest([str(late)], progress=False)
+            return real_load(home_, names, reuse)
+
+        monkeypatch.setattr(index_mod.KeywordIndex, "load", staticmethod(load))
+        caches = reader._load_or_rebuild(reader._caches)
+    assert not rebuilds, "a race with a writer must not cost a rebuild"
+    assert caches.generation == svc.index.store.generation()
+    np.testing.assert_array_equal(caches.keyword.ids, svc.index._caches.keyword.ids)
+    np.testing.assert_array_equal(caches.dense.ids(), svc.index._caches.dense.ids())
+    reader.close()
+    svc.close()
+
+
+@pytest.mark.parametrize("race", ["read-between", "files-deleted"])
+def test_reader_racing_a_writer_reads_again_instead_of_rebuilding(tmp_path, monkeypatch, race):
+    _raced_reader(tmp_path, monkeypatch, race)
+
+
+def test_repair_after_a_writer_died_unpublished_tokenizes_only_what_the_reader_lacks(tmp_path, monkeypatch):
+    """A writer killed between its SQLite commit and publishing leaves artifacts.json behind: a reader
+    repairs from the keyword segments it holds instead of re-tokenizing the corpus."""
+    from embeddings import keyword
+
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    svc.ingest([str(SEEDS)], progress=False)
+    reader = Index(home, HashingEncoder(256))
+    held = set(reader._caches.keyword.ids.tolist())
+    published = (home / Index.ARTIFACTS).read_text()
+    svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+    (home / Index.ARTIFACTS).write_text(published)  # as if the writer died before publishing
+    built: list[list[int]] = []
+    real = keyword.build_segment
+    monkeypatch.setattr(keyword, "build_segment", lambda ids, texts: built.append(list(map(int, ids))) or real(ids, texts))
+    assert reader.refresh()
+    assert built == [sorted(set(reader._caches.keyword.ids.tolist()) - held)] and built[0]
+    assert reader.integrity().ok
+    np.testing.assert_array_equal(reader._caches.keyword.scores("Carrow ferry"),
+                                  svc.index._caches.keyword.scores("Carrow ferry"))
+    reader.close()
+    svc.close()
+
+
 def test_index_with_a_pre_segment_keyword_folder_is_rebuilt_once(tmp_path):
     """Indexes written before keyword segments name one bm25s folder in artifacts.json: it is rebuilt from
     SQLite on open (no re-embedding) and the new layout is persisted."""
