@@ -476,9 +476,9 @@ class Int8Encoder:
     def _run_batches(self, encs: Sequence[Any], batch_size: int,
                      ) -> Iterator[tuple[list[int], tuple[np.ndarray, np.ndarray]]]:
         """(batch, (hidden, mask)) for length-sorted batches of encs. A few texts (a question) run on the
-        question runner (QUESTION_THREADS); several batches (ingest) run side by side, one single-thread runner per core, each taking
-        the next batch, so no thread waits on another inside a forward pass: on 2 cores 38-40 texts/s
-        against 34-37 for one 2-thread runner. One batch alone gets every core."""
+        question runner (QUESTION_THREADS); several batches (ingest) run side by side, one single-thread
+        runner per core, each taking the next batch, so no thread waits on another inside a forward pass:
+        on 2 cores 38-40 texts/s against 34-37 for one 2-thread runner. One batch alone gets every core."""
         batches = length_batches([len(e.ids) for e in encs], batch_size)
         lanes = min(self._max_threads, len(batches))
         if len(encs) <= SMALL_BATCH or lanes <= 1:
