@@ -128,6 +128,41 @@ def paragraph_spans(text: str) -> list[tuple[int, int]]:
 
 _segmenter: Any = None
 _segmenter_lock = threading.Lock()
+_PLAIN_ABBREVIATION = re.compile(r"\w+")
+
+
+def _fast_english() -> Any:
+    """pysbd's English with one shortcut in its abbreviation pass, which was half of ingest's sentence
+    splitting. For each of ~200 abbreviations found as a substring ("a", "al", "ca", ... are in nearly
+    every text) pysbd collected matches and rewrote the whole text once per match, although every
+    rewrite only replaces a period right after the abbreviation (the matched case of it; the pattern
+    starts with a literal copy of it). When the text holds no "<abbreviation>." in any case, none can
+    apply, so the abbreviation is skipped; ones with regex characters are never skipped (pysbd inserts
+    some unescaped, so they can match other text). Same sentences on all 7,251 SQuAD, SciFact and seed
+    texts (a test checks a sample); segmentation 2.6x faster. The method body is pysbd 0.3.4's (pinned)."""
+    from pysbd.lang.english import English
+
+    class FastEnglish(English):
+        class AbbreviationReplacer(English.AbbreviationReplacer):  # type: ignore[name-defined,misc]
+            def search_for_abbreviations_in_string(self, text: str) -> str:
+                lowered = text.lower()
+                for abbr in self.lang.Abbreviation.ABBREVIATIONS:
+                    stripped = abbr.strip()
+                    if stripped not in lowered:
+                        continue
+                    if stripped + "." not in lowered and _PLAIN_ABBREVIATION.fullmatch(stripped):
+                        continue  # the shortcut: no period after it, so no replacement can match
+                    abbrev_match = re.findall(r"(?:^|\s|\r|\n){}".format(stripped), text,  # noqa: UP032
+                                              flags=re.IGNORECASE)
+                    if not abbrev_match:
+                        continue
+                    next_word_start = r"(?<={" + str(re.escape(stripped)) + "} ).{1}"
+                    char_array = re.findall(next_word_start, text)
+                    for ind, match in enumerate(abbrev_match):
+                        text = self.scan_for_replacements(text, match, ind, char_array)
+                return text
+
+    return FastEnglish
 
 
 def _get_segmenter() -> Any:
@@ -137,7 +172,9 @@ def _get_segmenter() -> Any:
             if _segmenter is None:
                 import pysbd
 
-                _segmenter = pysbd.Segmenter(language="en", clean=False)
+                seg = pysbd.Segmenter(language="en", clean=False)
+                seg.language_module = _fast_english()
+                _segmenter = seg
     return _segmenter
 
 

@@ -112,6 +112,40 @@ def test_split_sentences_abbreviations_numbers_and_offsets():
     ]
 
 
+def test_abbreviation_shortcut_segments_exactly_like_stock_pysbd():
+    """The segmenter skips pysbd's abbreviation rewrites that cannot apply; its sentences must be stock
+    pysbd's, on abbreviation-heavy text and on a sample of the evaluation corpora (all 7,251 checked once)."""
+    import gzip
+    import json
+
+    import pysbd
+
+    from tests.support import SEEDS, SHARED_EVAL
+
+    texts = [
+        'Dr. Smith paid $3.5 million in the U.S. last year, e.g. in cash. "Why?" she asked.',
+        "Gen. Sisi met Mr. Morsi at 5 p.m. on Jan. 5. He left at approx. 6 a.m. Fig. 2 shows it.",
+        "St. Louis, Mo. and Ft. Worth, Tex. are cities. See pp. 12-14, vol. 3, no. 7. Ca. 1990 it ended.",
+        "The a.d. era and the And. fragment. Al. said no. AL. was there. al. et al. 2019 found it.",
+        "Prof. Dr. Jones (Univ. of Cal.) vs. Inc. and Ltd. Co. firms. Approx. half. U.S.A. won. I.V. drips.",
+        "No abbreviations here at all. Just two sentences.",
+    ]
+    texts += [p for f in sorted(SEEDS.glob("*.txt")) for p in f.read_text().split("\n\n") if p.strip()]
+    for name in ("squad_v1_dev", "scifact"):
+        path = SHARED_EVAL / name / "passages.jsonl.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as fh:
+                for i, line in enumerate(fh):
+                    if i % 25 == 0:
+                        texts.append(json.loads(line)["text"])
+    assert len(texts) > 30
+    stock = pysbd.Segmenter(language="en", clean=False)
+    fast = chunking._get_segmenter()
+    assert fast.language_module is not stock.language_module  # the shortcut is in use
+    for text in texts:
+        assert [str(x) for x in fast.processor(text).process()] == [str(x) for x in stock.processor(text).process()]
+
+
 def test_split_sentences_never_cross_paragraphs():
     text = "A heading without a period\n\nThe body starts here. It goes on"
     got = [text[s.start : s.end] for s in split_sentences(text)]
