@@ -304,8 +304,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                          recall_limit=args.recall_questions or None, dense_sizes=dense,
                          ingest_limit=args.ingest_limit or None, say=say)
     if args.plot:
-        report.plot(result, Path(args.plot))
-        say(f"plot written to {args.plot}")
+        if report.plot(result, Path(args.plot)):
+            say(f"plot written to {args.plot}")
+        else:
+            say(f"no plot written to {args.plot}: the run measured no sizes and no recall")
     print(json.dumps(result.to_json(), indent=1) if args.json else report.format_table(result))
     return 0
 

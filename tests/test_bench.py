@@ -154,3 +154,17 @@ def test_peak_rss_is_the_workers_own_not_its_parents():
     child_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                     cwd=str(Path(__file__).resolve().parents[1])).stdout.split()[0])
     assert 5 < child_mb < 300, child_mb
+
+
+def test_plot_draws_only_what_the_run_measured(tmp_path):
+    from embeddings.benchmark.harness import BenchReport, RecallResult, SpeedResult
+    from embeddings.benchmark.report import plot
+
+    speed = SpeedResult("qabot", 2000, 2400, 30.0, 11.0, 15.0, 0.8, 400.0, 32.0, 60.0)
+    recall = RecallResult("qabot", "scifact", 300, {"1": 0.61, "5": 0.77, "10": 0.84}, 19.0)
+    titles = plot(BenchReport(speed=[speed]), tmp_path / "speed.png")
+    assert len(titles) == 3 and not any("recall" in t for t in titles)  # --no-recall: no empty recall panel
+    assert (tmp_path / "speed.png").stat().st_size > 1000
+    assert plot(BenchReport(recall=[recall]), tmp_path / "recall.png") == ["recall@1 (held-out, higher is better)"]
+    assert len(plot(BenchReport(speed=[speed], recall=[recall]), tmp_path / "both.png")) == 4
+    assert plot(BenchReport(), tmp_path / "none.png") == [] and not (tmp_path / "none.png").exists()

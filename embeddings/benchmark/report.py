@@ -70,7 +70,9 @@ def format_table(report: BenchReport) -> str:
     return "\n".join(lines).lstrip("\n")
 
 
-def plot(report: BenchReport, path: Path) -> None:
+def plot(report: BenchReport, path: Path) -> list[str]:
+    """Bar charts of what the run measured (speed panels if it ran sizes, recall@1 if it ran recall sets);
+    returns the panel titles drawn, none if there was nothing to draw (then no file is written)."""
     try:
         import matplotlib
 
@@ -81,13 +83,18 @@ def plot(report: BenchReport, path: Path) -> None:
 
         raise QabotError("--plot needs matplotlib: pip install matplotlib") from exc
     systems = list(dict.fromkeys([r.system for r in report.speed] + [r.system for r in report.recall]))
-    panels = [("ingest_passages_per_s", "ingest (passages/s, higher is better)"),
-              ("query_ms_p50", "query p50 (ms, lower is better)"),
-              ("peak_rss_mb", "peak RSS (MB, lower is better)")]
-    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4.2))
+    speed_panels = [("ingest_passages_per_s", "ingest (passages/s, higher is better)"),
+                    ("query_ms_p50", "query p50 (ms, lower is better)"),
+                    ("peak_rss_mb", "peak RSS (MB, lower is better)")] if report.speed else []
+    recall_title = "recall@1 (held-out, higher is better)"
+    titles = [t for _, t in speed_panels] + ([recall_title] if report.recall else [])
+    if not titles:
+        return []
+    fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4.2), squeeze=False)
+    axes = list(axes[0])
     sizes = sorted({r.size for r in report.speed})
     width = 0.8 / max(1, len(systems))
-    for ax, (key, title) in zip(axes, panels, strict=False):
+    for ax, (key, title) in zip(axes, speed_panels, strict=False):
         for i, system in enumerate(systems):
             vals = []
             for size in sizes:
@@ -97,17 +104,19 @@ def plot(report: BenchReport, path: Path) -> None:
         ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(sizes))], [f"{s:,}" for s in sizes])
         ax.set_xlabel("passages")
         ax.set_title(title, fontsize=10)
-    ax = axes[-1]
-    datasets = sorted({r.dataset for r in report.recall})
-    for i, system in enumerate(systems):
-        vals = [next((r.recall["1"] for r in report.recall if r.system == system and r.dataset == d), 0.0)
-                for d in datasets]
-        ax.bar([j + i * width for j in range(len(datasets))], vals, width, label=system)
-    ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(datasets))], datasets)
-    ax.set_ylim(0, 1)
-    ax.set_title("recall@1 (held-out, higher is better)", fontsize=10)
+    if report.recall:
+        ax = axes[-1]
+        datasets = sorted({r.dataset for r in report.recall})
+        for i, system in enumerate(systems):
+            vals = [next((r.recall["1"] for r in report.recall if r.system == system and r.dataset == d), 0.0)
+                    for d in datasets]
+            ax.bar([j + i * width for j in range(len(datasets))], vals, width, label=system)
+        ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(datasets))], datasets)
+        ax.set_ylim(0, 1)
+        ax.set_title(recall_title, fontsize=10)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return titles
