@@ -422,9 +422,9 @@ class Int8Encoder:
         self._question_threads = min(self._max_threads, QUESTION_THREADS[backend])
         # Up to SMALL_BATCH texts (a question) run on QUESTION_THREADS; ingest runs one single-thread runner
         # per core side by side (_run_batches). A runtime fixes its threads when compiled, so runners are
-        # keyed by (threads, lane) and compiled on first use; the question runner is compiled now.
+        # keyed by (threads, lane) and compiled on first use (~60 MB each, so a process that only ingests
+        # never holds the question runner; the bot warms it up at start).
         self._runners: dict[tuple[int, int], Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
-        self._runner(self._question_threads)
         self._lock = threading.Lock()
 
     def _runner(self, threads: int, slot: int = 0) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
