@@ -66,6 +66,14 @@ class _Caches:
 
 
 LOAD_ATTEMPTS = 5  # reads of SQLite + artifacts.json before concluding the caches need a repair
+GONE_SCOPE = "\0gone"  # scope of a passage published caches hold but SQLite no longer has: no one's
+
+
+def _scopes_of(cached: np.ndarray, ids: np.ndarray, scopes: list[str]) -> np.ndarray:
+    """Scopes of cached passage ids, from SQLite's ids and scopes; removed passages are no one's, so every
+    question's scope filter excludes them."""
+    known = dict(zip(ids.tolist(), scopes, strict=True))
+    return np.array([known.get(i, GONE_SCOPE) for i in cached.tolist()], dtype=object)
 
 
 class Index:
@@ -124,7 +132,12 @@ class Index:
             published = art.get("generation") if art else None
             if isinstance(published, int) and published > generation:
                 continue  # a writer committed and published between our two reads: read both again
-            if published != generation:
+            # Behind SQLite while a writer is busy: its publish is on the way. Opening now serves the last
+            # published state (refresh() then waits for the writer, as it does for readers already open)
+            # instead of rebuilding what the writer is about to publish (~30 s at 100k passages).
+            mid_ingest = (current is None and isinstance(published, int) and published < generation
+                          and self._writer_active())
+            if published != generation and not mid_ingest:
                 break  # behind SQLite: a writer died before publishing (or a pre-segment index)
             try:
                 dense = DenseIndex.load(self.home / art["dense"], self.config.dimension)
@@ -135,6 +148,8 @@ class Index:
                 if self._read_artifacts() != art:
                     continue
                 break
+            if mid_ingest and np.array_equal(dense.ids(), keyword.ids):
+                return _Caches(published, dense, keyword, _scopes_of(keyword.ids, ids, scopes))
             if np.array_equal(dense.ids(), ids) and np.array_equal(keyword.ids, ids):
                 return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
             break

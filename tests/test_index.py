@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
+from embeddings import index as index_mod
 from embeddings.config import RetrievalParams, Settings
 from embeddings.encoder import HashingEncoder
 from embeddings.errors import IndexBusy, IndexMismatch
@@ -297,6 +298,50 @@ def test_repair_after_a_writer_died_unpublished_tokenizes_only_what_the_reader_l
     assert reader.integrity().ok
     np.testing.assert_array_equal(reader._caches.keyword.scores("Carrow ferry"),
                                   svc.index._caches.keyword.scores("Carrow ferry"))
+    reader.close()
+    svc.close()
+
+
+def test_opening_while_another_process_ingests_serves_the_published_state(tmp_path, monkeypatch):
+    """SQLite is ahead of artifacts.json while a writer is mid-ingest. A reader opened then serves the last
+    published caches (its guild filter treating passages SQLite no longer has as no one's) instead of
+    rebuilding what the writer is about to publish, and catches up once the writer has published."""
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    svc.ingest([str(SEEDS)], progress=False)
+    guild = guild_scope(7)
+    ferry = write(tmp_path / "ferry.txt", ARTICLE)
+    svc.ingest([str(ferry)], scope=guild, progress=False)
+    published = set(svc.index._caches.keyword.ids.tolist())
+    write(ferry, ARTICLE + "\nA second boat joins the Carrow route in June, the council said.\n")
+    rebuilds: list[int] = []
+    real_rebuild = Index._rebuild
+    opened: list[Index] = []
+
+    def rebuild(self, *args):
+        if self is not svc.index:  # the writer's own catch-up is not the reader's rebuild
+            rebuilds.append(1)
+        return real_rebuild(self, *args)
+
+    monkeypatch.setattr(Index, "_rebuild", rebuild)
+
+    def open_reader(_done):
+        if not opened:
+            opened.append(Index(home, HashingEncoder(256)))
+
+    report = svc.ingest([str(ferry)], scope=guild, progress=False, on_commit=open_reader)
+    assert report.count("updated") == 1
+    reader = opened[0]
+    assert not rebuilds
+    caches = reader._caches
+    assert set(caches.keyword.ids.tolist()) == published and caches.generation < reader.store.generation()
+    gone = {i for i, sc in zip(caches.keyword.ids.tolist(), caches.scopes, strict=True) if sc == index_mod.GONE_SCOPE}
+    assert gone and gone == published - set(reader.store.passage_ids_and_scopes()[0].tolist())
+    ids, _ = reader.keyword_search("Carrow ferry seal colony", 5, scope=guild)
+    assert not set(ids.tolist()) & gone  # the replaced version is no one's
+    assert reader.refresh() and reader.integrity().ok and not rebuilds
+    ids, _ = reader.keyword_search("second boat Carrow June", 5, scope=guild)
+    assert len(ids) and not set(ids.tolist()) & published
     reader.close()
     svc.close()
 
