@@ -20,10 +20,10 @@ from .fetch import fetch_url
 from .index import BASE_SCOPE, Index, keyword_text, now_iso
 from .store import NewDocument, NewPassage, PassageVectors
 
-COMMIT_EVERY_PASSAGES = 256
-SENTENCE_POOLING = True
 # Batches are embedded, then committed one at a time: a crash loses at most the batch in flight and the one
 # being read (committed ones are durable, and ingesting the same files again skips them).
+COMMIT_EVERY_PASSAGES = 256
+SENTENCE_POOLING = True
 
 
 @dataclass(frozen=True)
@@ -319,11 +319,10 @@ class Ingestor:
                     on_commit(done)
 
             def flush() -> None:
-                nonlocal batch, batch_size, inflight
+                nonlocal batch, batch_size, inflight, reused
                 settle()
                 # Copies of one passage are embedded once, also across batches: this batch was prepared
                 # before the previous one committed, so its store check could not see those hashes.
-                nonlocal reused
                 uniq = {j.hash: j for p in batch for j in p.missing if j.hash not in sent}
                 reused += sum(len(p.missing) for p in batch) - len(uniq)  # copies: embedded once, reused after
                 sent.update(uniq)
