@@ -121,7 +121,8 @@ class AdminCog(commands.Cog):
             else:
                 assert url is not None
                 await interaction.edit_original_response(content=f"Fetching and indexing <{trim(url, 500)}>…")
-                report = await asyncio.to_thread(self.service.ingest, [url.strip()], scope=scope, progress=False)
+                # Never service.ingest: it reads paths, and a server admin must not read the bot host's files.
+                report = await asyncio.to_thread(self.service.ingest_urls, [url], scope=scope)
         except discord.HTTPException as exc:
             text = f"Could not download the attachment from Discord ({exc.status}); please try again."
         except Exception as exc:  # noqa: BLE001 - IndexBusy, fetch errors, bugs: all become user text

@@ -261,6 +261,19 @@ class Ingestor:
         refs, failures = expand_inputs(inputs)
         return self._run([(ref, None) for ref in refs], failures, scope, progress, on_commit)
 
+    def ingest_urls(self, urls: Sequence[str], *, scope: str = BASE_SCOPE) -> IngestReport:
+        """Web addresses only, never a path: for inputs from people who may not read the host's files
+        (Discord). Anything that is not an http(s) URL is a failure; nothing of the file system is read."""
+        refs: list[SourceRef] = []
+        failures: list[Failure] = []
+        for raw in urls:
+            item = raw.strip()
+            if is_url(item):
+                refs.append(SourceRef(item, item, True))
+            else:
+                failures.append(Failure(item or repr(raw), "only http:// and https:// URLs can be ingested here"))
+        return self._run([(ref, None) for ref in refs], failures, scope, False, None)
+
     def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str) -> IngestReport:
         """For uploads (Discord attachments): the bytes are the document; `source` is its identity."""
         try:

@@ -47,6 +47,10 @@ class QAService:
                on_commit: Callable[[Sequence[DocOutcome]], None] | None = None) -> IngestReport:
         return self.ingestor.ingest(inputs, scope=scope, progress=progress, on_commit=on_commit)
 
+    def ingest_urls(self, urls: Sequence[str], *, scope: str = BASE_SCOPE) -> IngestReport:
+        """http(s) URLs only; a path is refused, never read (what the Discord bot may ingest)."""
+        return self.ingestor.ingest_urls(urls, scope=scope)
+
     def remove(self, doc: str, *, scope: str | None = BASE_SCOPE) -> list[str]:
         return self.ingestor.remove(doc, scope=scope)
 

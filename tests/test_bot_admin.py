@@ -200,6 +200,26 @@ async def test_ingest_url_and_oversized_file(fake: FakeDiscord, service: QAServi
     assert [d.source for d in service.documents(guild_scope(GUILD))] == [url]
 
 
+async def test_ingest_url_never_reads_the_hosts_files(fake: FakeDiscord, service: QAService,
+                                                      tmp_path: Path) -> None:
+    """Security: from Discord only http(s) URLs and uploads may be read, never a path of the bot's host."""
+    secret_dir = tmp_path / "host"
+    secret_dir.mkdir()
+    (secret_dir / "config.txt").write_text("Database settings\n\nThe database password is hunter2swordfish.\n",
+                                          encoding="utf-8")
+    attempts = [str(secret_dir / "config.txt"), str(secret_dir), f"file://{secret_dir / 'config.txt'}",
+                "  " + str(secret_dir / "config.txt")]
+    async with fake.running(QABot(service, settings())):
+        for attempt in attempts:
+            inter = await fake.slash_command("ingest", {"url": attempt}, channel_id=CHANNEL,
+                                             permissions=MANAGE_SERVER)
+            final = await wait_edit(fake, inter, lambda c: not c.startswith("Fetching"))
+            assert "only http:// and https:// URLs" in final, final
+            assert "hunter2" not in final
+    assert service.documents(guild_scope(GUILD)) == []
+    assert all("hunter2" not in p.text for p in service.ask("what is the database password?").passages)
+
+
 async def test_ingest_while_index_is_busy(fake: FakeDiscord, service: QAService, files: Files) -> None:
     async with fake.running(QABot(service, settings())):
         with service.index.writer():  # another writer holds the lock
