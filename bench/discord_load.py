@@ -34,7 +34,7 @@ import discord  # noqa: E402
 from bot.app import QABot, freeze_startup_heap  # noqa: E402
 from bot.settings import BotSettings  # noqa: E402
 from embeddings.config import Settings  # noqa: E402
-from embeddings.encoder import DEFAULT_MODEL, HashingEncoder, load_encoder  # noqa: E402
+from embeddings.encoders.factory import DEFAULT_MODEL, HashingEncoder, load_encoder  # noqa: E402
 from embeddings.service import QAService  # noqa: E402
 from tests.fakediscord import FakeDiscord  # noqa: E402
 

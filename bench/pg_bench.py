@@ -36,10 +36,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from embeddings.answering.retrieval import Retriever  # noqa: E402
 from embeddings.config import RetrievalParams  # noqa: E402
-from embeddings.migrate import StoredModel  # noqa: E402
-from embeddings.retrieval import Retriever  # noqa: E402
-from embeddings.store import NewDocument, NewPassage, PassageVectors  # noqa: E402
+from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors  # noqa: E402
+from embeddings.store.migrate import StoredModel  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "eval" / "squad_v1_dev"
 CACHE = Path(tempfile.gettempdir()) / "qabot-pg-bench"
@@ -68,7 +68,7 @@ def load_base(random: bool, dim: int, n_questions: int
     if cache.exists():
         data = np.load(cache)
         return data["p"], texts, data["q"], qsel, gold
-    from embeddings.encoder import load_encoder
+    from embeddings.encoders.factory import load_encoder
 
     enc = load_encoder("all-MiniLM-L6-v2")
     t = time.perf_counter()
@@ -275,8 +275,8 @@ def ef_sweep(url: str, qv: np.ndarray, ids: np.ndarray, id_scopes: np.ndarray, a
 
 
 def run_size(n: int, args, base, texts, qv, qtexts, gold, server_url: str | None) -> dict:
-    from embeddings.index import Index
-    from embeddings.pgstore import PgIndex
+    from embeddings.store.embedded.index import Index
+    from embeddings.store.postgres.store import PgIndex
 
     vectors, scopes = make_rows(n, base, args.guilds)
     model = StoredModel(f"bench-{'random' if args.random else 'minilm'}:{base.shape[1]}", base.shape[1], 256)

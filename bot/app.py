@@ -8,10 +8,9 @@ import logging
 import discord
 from discord.ext import commands
 
+from bot.settings import BotSettings
 from embeddings.errors import QabotError
 from embeddings.service import QAService
-
-from .settings import BotSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +46,8 @@ class QABot(commands.Bot):
     async def setup_hook(self) -> None:
         # One-time setup (on_ready fires again after reconnects). The command tree is not synced here:
         # syncing is rate limited, so it is done on demand.
-        from .admin import AdminCog
-        from .cog import AskCog
+        from bot.cogs.admin import AdminCog
+        from bot.cogs.ask import AskCog
 
         await self.add_cog(AskCog(self, self.service, self.settings))
         await self.add_cog(AdminCog(self, self.service, self.settings))
@@ -82,7 +81,7 @@ async def run_bot(service: QAService, settings: BotSettings) -> None:
 async def sync_commands(settings: BotSettings, guild_id: int | None = None) -> list[str]:
     """`qabot sync`: log in over REST only (no gateway, no index), sync the slash commands, log out.
     Returns the synced command names."""
-    from .admin import sync_tree
+    from bot.cogs.admin import sync_tree
 
     token = settings.require_token()
     bot = QABot(None, settings)  # describing the commands needs no service

@@ -37,7 +37,7 @@ def _style(out: TextIO) -> tuple[str, str, str]:
 
 
 def render_answer(answer, out: TextIO) -> None:
-    from embeddings.answer import NOT_FOUND
+    from embeddings.answering.answer import NOT_FOUND
 
     bold, dim, reset = _style(out)
     if not answer.found:
@@ -161,7 +161,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         report = svc.index.integrity()
     finally:
         svc.close()
-    from embeddings.backend import describe_store
+    from embeddings.store.factory import describe_store
 
     data = {**st.__dict__, "store": describe_store(svc.index), "integrity": "ok" if report.ok else
             "; ".join(report.problems)}
@@ -175,15 +175,15 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy the current index (QABOT_STORE, else --home / QABOT_HOME) to --to, without re-embedding."""
-    from embeddings.backend import open_index
     from embeddings.config import Settings
-    from embeddings.migrate import copy_index
+    from embeddings.store.factory import open_index
+    from embeddings.store.migrate import copy_index
 
     settings = Settings.from_env()
     if getattr(args, "home", None):
         settings = replace(settings, home=Path(args.home), store="")
     if args.source:
-        from embeddings.backend import is_pg_url
+        from embeddings.store.factory import is_pg_url
 
         settings = replace(settings, store=args.source) if is_pg_url(args.source) else \
             replace(settings, home=Path(args.source).expanduser(), store="")
@@ -200,10 +200,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def _peek_model(settings):
     """The model an existing index names (so opening it to copy loads no model)."""
-    from embeddings.backend import is_pg_url
     from embeddings.config import IndexConfig
     from embeddings.errors import IndexCorrupt
-    from embeddings.migrate import StoredModel
+    from embeddings.store.factory import is_pg_url
+    from embeddings.store.migrate import StoredModel
 
     if is_pg_url(settings.store):
         import psycopg
@@ -238,7 +238,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from embeddings.config import Settings
-    from embeddings.encoder import load_encoder
+    from embeddings.encoders.factory import load_encoder
     from embeddings.evaluation import runner
     from embeddings.evaluation.datasets import abstention_sets, load_dataset, project_root
 
@@ -335,7 +335,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
-    """Readers' thumbs up/down as eval questions (shared/eval/seed format); mapping in embeddings/feedback.py."""
+    """Readers' thumbs up/down as eval questions (shared/eval/seed format); mapping in embeddings/store/embedded/feedback.py."""
     svc = _service(args, create=False)
     try:
         rows = svc.export_feedback(include_unlabelled=args.include_unlabelled)

@@ -34,7 +34,7 @@ class Limits:
 
 LIMITS = Limits()
 
-NOT_FOUND = "I couldn't find that in the articles I have."  # same words as embeddings.answer.NOT_FOUND
+NOT_FOUND = "I couldn't find that in the articles I have."  # same words as embeddings.answering.answer.NOT_FOUND
 ELLIPSIS = "…"
 ZWSP = "\u200b"
 

@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .chunking import ChunkSettings
-from .encoder import DEFAULT_MODEL
+from embeddings.encoders.factory import DEFAULT_MODEL
+from embeddings.text.chunking import ChunkSettings
 
 SCHEMA_VERSION = 1
 
@@ -104,7 +104,7 @@ def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> in
     try:
         value = int(raw)
     except ValueError:
-        from .errors import InputError
+        from embeddings.errors import InputError
 
         raise InputError(f"{key}={raw!r} is not a whole number") from None
     return max(lo, min(hi, value))
@@ -126,7 +126,7 @@ class Settings:
     top_k: int = 5
     torch_threads: int = 0  # 0: torch's default (one per core)
     encoder_backend: str = "torch"  # QABOT_ENCODER_BACKEND: torch, openvino-int8 or onnx-int8 (encoder_int8.py)
-    # QABOT_STORE: a postgresql:// URL puts the index in PostgreSQL (embeddings/backend.py); empty: `home`.
+    # QABOT_STORE: a postgresql:// URL puts the index in PostgreSQL (embeddings/store/factory.py); empty: `home`.
     store: str = ""
     # QABOT_STORE_READ: read-only replicas of that PostgreSQL primary (postgresql:// URLs, comma separated):
     # answers read from them, writes stay on QABOT_STORE. Empty: everything on QABOT_STORE.
@@ -139,8 +139,8 @@ class Settings:
         store = (env.get("QABOT_STORE") or "").strip()
         store_read = _url_list(env, "QABOT_STORE_READ")
         if store_read:
-            from .errors import InputError
-            from .pgstore import is_pg_url
+            from embeddings.errors import InputError
+            from embeddings.store.postgres.store import is_pg_url
 
             if not is_pg_url(store):
                 raise InputError("QABOT_STORE_READ names read replicas, but QABOT_STORE is not a postgresql:// "

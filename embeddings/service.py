@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from .answer import Answerer
-from .backend import open_feedback, open_index
-from .config import Settings
-from .encoder import Encoder, load_encoder
-from .index import BASE_SCOPE
-from .ingest import DocOutcome, Ingestor, IngestReport
-from .models import Answer
-from .store import DocumentRow
+from embeddings.answering.answer import Answerer
+from embeddings.config import Settings
+from embeddings.encoders.factory import Encoder, load_encoder
+from embeddings.ingest.pipeline import DocOutcome, Ingestor, IngestReport
+from embeddings.models import Answer
+from embeddings.store.embedded.index import BASE_SCOPE
+from embeddings.store.embedded.sqlite import DocumentRow
+from embeddings.store.factory import open_feedback, open_index
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class QAService:
             store.close()
 
     def export_feedback(self, *, include_unlabelled: bool = False) -> list[dict]:
-        """Votes as eval questions (the shared/eval/seed format); see embeddings.feedback for the mapping."""
+        """Votes as eval questions (the shared/eval/seed format); see embeddings.store.embedded.feedback for the mapping."""
         store = self._feedback()
         try:
             return store.export(include_unlabelled=include_unlabelled)

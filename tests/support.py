@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.service import QAService
 
 ROOT = Path(__file__).resolve().parents[1]

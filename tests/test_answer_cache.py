@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embeddings.answer import _PassageLRU
+from embeddings.answering.answer import _PassageLRU
 from tests.support import SEEDS, make_service
 
 

@@ -17,7 +17,7 @@ from embeddings.benchmark import corpus
 from embeddings.benchmark.dense_bench import synthesize
 from embeddings.benchmark.qabot_system import QabotSystem
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.service import QAService
 from tests.support import ROOT, SHARED_EVAL
 

@@ -14,15 +14,15 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from bot.admin import NEEDS_MANAGE_SERVER
 from bot.app import QABot, sync_commands
+from bot.cogs.admin import NEEDS_MANAGE_SERVER
 from bot.settings import BotSettings
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.evaluation.datasets import load_dataset
-from embeddings.feedback import FeedbackStore
-from embeddings.index import BASE_SCOPE, guild_scope
 from embeddings.service import QAService
+from embeddings.store.embedded.feedback import FeedbackStore
+from embeddings.store.embedded.index import BASE_SCOPE, guild_scope
 from tests.fakediscord import FakeDiscord
 
 GUILD = 111111111111111111

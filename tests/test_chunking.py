@@ -1,4 +1,4 @@
-"""Tests for embeddings.chunking: example cases, pysbd fallbacks, the real tokenizer, and properties."""
+"""Tests for embeddings.text.chunking: example cases, pysbd fallbacks, the real tokenizer, and properties."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from embeddings import chunking
-from embeddings.chunking import (
+from embeddings.text import chunking
+from embeddings.text.chunking import (
     Chunk,
     ChunkSettings,
     SentenceSpan,

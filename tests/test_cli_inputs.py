@@ -25,9 +25,9 @@ import pytest
 from filelock import FileLock
 
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
-from embeddings.fetch import fetch_url
-from embeddings.ingest import Ingestor
+from embeddings.encoders.factory import HashingEncoder
+from embeddings.ingest.fetch import fetch_url
+from embeddings.ingest.pipeline import Ingestor
 from embeddings.service import QAService
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -49,10 +49,10 @@ import numpy as np
 import pytest
 
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
-from embeddings.index import Index, keyword_text
-from embeddings.ingest import doc_key_for
+from embeddings.encoders.factory import HashingEncoder
+from embeddings.ingest.pipeline import doc_key_for
 from embeddings.service import QAService
+from embeddings.store.embedded.index import Index, keyword_text
 
 pytestmark = pytest.mark.slow
 

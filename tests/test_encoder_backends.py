@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from embeddings.config import Settings
-from embeddings.encoder import (
+from embeddings.encoders.factory import (
     BACKEND_ENV,
     DEFAULT_MODEL,
     HashingEncoder,
@@ -85,7 +85,7 @@ def test_missing_runtime_gives_install_hint(monkeypatch, backend):
 
 
 def test_telemetry_env_is_set_before_runtime_import(monkeypatch):
-    from embeddings import encoder_int8
+    from embeddings.encoders import int8 as encoder_int8
 
     monkeypatch.delenv("ORT_DISABLE_TELEMETRY", raising=False)
     monkeypatch.delitem(sys.modules, "openvino_telemetry", raising=False)
@@ -98,7 +98,7 @@ def test_telemetry_env_is_set_before_runtime_import(monkeypatch):
 def test_openvino_and_nncf_telemetry_are_stubs():
     # A fresh interpreter outside pytest (NNCF switches telemetry off by itself under pytest).
     code = (
-        "import embeddings.encoder_int8 as m; m.disable_runtime_telemetry()\n"
+        "import embeddings.encoders.int8 as m; m.disable_runtime_telemetry()\n"
         "import openvino, nncf\n"
         "from openvino.tools.ovc import telemetry_utils as t\n"
         "from nncf.telemetry.wrapper import telemetry, NNCFTelemetryStub\n"
@@ -210,8 +210,8 @@ def test_int8_token_embeddings(torch_encoder, int8_encoders, backend):
 @pytest.mark.model
 @pytest.mark.parametrize("backend", INT8_PARAMS)
 def test_int8_cache_entry(int8_encoders, backend):
-    from embeddings.encoder import resolve_model_path
-    from embeddings.encoder_int8 import BUILD_VERSION, Int8Meta, cache_key, cache_root, ensure_built
+    from embeddings.encoders.factory import resolve_model_path
+    from embeddings.encoders.int8 import BUILD_VERSION, Int8Meta, cache_key, cache_root, ensure_built
 
     _int8(int8_encoders, backend)
     entry = ensure_built(DEFAULT_MODEL, backend)  # built by the fixture: found, not rebuilt
@@ -224,7 +224,7 @@ def test_int8_cache_entry(int8_encoders, backend):
 def test_int8_cache_key_follows_the_calibration_text(monkeypatch, tmp_path):
     """OpenVINO's static ranges come from the calibration text, so other text (e.g. ../shared/eval absent)
     must mean another cache entry; ONNX's dynamic quantisation reads no text, so its key ignores it."""
-    from embeddings import encoder_int8
+    from embeddings.encoders import int8 as encoder_int8
 
     (tmp_path / "config.json").write_text("{}")
     keys = {}
@@ -264,7 +264,7 @@ def test_int8_parallel_lanes_match_one_runner(int8_encoders, backend):
 def test_int8_question_runs_on_the_question_runner(int8_encoders, backend):
     """A question is encoded by the runner on QUESTION_THREADS (both cores for ONNX Runtime, capped by the
     encoder's threads), and gets the vector a one-thread runner gives."""
-    from embeddings import encoder_int8
+    from embeddings.encoders import int8 as encoder_int8
 
     enc = _int8(int8_encoders, backend)
     want_threads = min(enc._max_threads, encoder_int8.QUESTION_THREADS[backend])

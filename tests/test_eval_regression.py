@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from embeddings.encoder import load_encoder
+from embeddings.encoders.factory import load_encoder
 from embeddings.evaluation.datasets import load_dataset
 from embeddings.evaluation.runner import build_index, evaluate
 from tests.support import SHARED_EVAL

@@ -1,4 +1,4 @@
-"""Tests for embeddings.extract: bytes in, clean article out."""
+"""Tests for embeddings.text.extract: bytes in, clean article out."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from embeddings import extract as ex
 from embeddings.errors import EmptyDocument, InputError, UnsupportedInput
-from embeddings.extract import ExtractedArticle, decode_text, extract, kind_for_path
+from embeddings.text import extract as ex
+from embeddings.text.extract import ExtractedArticle, decode_text, extract, kind_for_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

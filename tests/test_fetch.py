@@ -1,4 +1,4 @@
-"""Tests for embeddings.fetch against local servers only (127.0.0.1); DNS is faked where a name matters."""
+"""Tests for embeddings.ingest.fetch against local servers only (127.0.0.1); DNS is faked where a name matters."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from embeddings import fetch
 from embeddings.errors import FetchError, InputError
-from embeddings.fetch import FetchedPage, fetch_url, is_public_address
+from embeddings.ingest import fetch
+from embeddings.ingest.fetch import FetchedPage, fetch_url, is_public_address
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from embeddings import index as index_mod
 from embeddings.config import RetrievalParams, Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.errors import IndexBusy, IndexMismatch
-from embeddings.index import Index, guild_scope
 from embeddings.service import QAService
+from embeddings.store.embedded import index as index_mod
+from embeddings.store.embedded.index import Index, guild_scope
 from tests.support import ARTICLE, SEEDS, make_service, write
 
 
@@ -156,7 +156,7 @@ def test_guild_scope_isolation(hashing_service, tmp_path):
 
 
 def test_lookups_span_several_in_list_chunks(hashing_service, monkeypatch):
-    import embeddings.store as store_mod
+    import embeddings.store.embedded.sqlite as store_mod
 
     hashing_service.ingest([str(SEEDS)], progress=False)
     store = hashing_service.index.store
@@ -191,7 +191,7 @@ def test_index_records_encoder_backend_and_refuses_mixed_writes(tmp_path):
 def test_ingest_tokenizes_only_new_passages_and_readers_reuse_loaded_segments(tmp_path, monkeypatch):
     """An ingest adds a keyword segment of its own passages; the corpus already indexed is not re-read,
     and a reader catching up loads only segments it does not hold."""
-    from embeddings import keyword
+    from embeddings.store.embedded import keyword
 
     home = tmp_path / "idx"
     svc = make_service(home)
@@ -224,8 +224,8 @@ def test_ingest_tokenizes_only_new_passages_and_readers_reuse_loaded_segments(tm
 
 def _raced_reader(tmp_path, monkeypatch, race: str):
     """A reader catching up while a second ingest lands at the worst moment (see the callers)."""
-    from embeddings import index as index_mod
-    from embeddings.keyword import KeywordIndex
+    from embeddings.store.embedded import index as index_mod
+    from embeddings.store.embedded.keyword import KeywordIndex
 
     home = tmp_path / "idx"
     svc = make_service(home)
@@ -280,7 +280,7 @@ def test_reader_racing_a_writer_reads_again_instead_of_rebuilding(tmp_path, monk
 def test_repair_after_a_writer_died_unpublished_tokenizes_only_what_the_reader_lacks(tmp_path, monkeypatch):
     """A writer killed between its SQLite commit and publishing leaves artifacts.json behind: a reader
     repairs from the keyword segments it holds instead of re-tokenizing the corpus."""
-    from embeddings import keyword
+    from embeddings.store.embedded import keyword
 
     home = tmp_path / "idx"
     svc = make_service(home)

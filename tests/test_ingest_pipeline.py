@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 
-from embeddings import ingest
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
+from embeddings.ingest import pipeline as ingest
 from embeddings.service import QAService
 
 # Long enough to be a passage of its own; with one title for every article, its embedding input (title and

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from embeddings.index import guild_scope
+from embeddings.store.embedded.index import guild_scope
 from tests.support import SEEDS, make_service
 
 
@@ -49,7 +49,7 @@ def test_tokenize_matches_bm25s_exactly():
     import bm25s
     import Stemmer
 
-    from embeddings.keyword import tokenize
+    from embeddings.store.embedded.keyword import tokenize
 
     texts = [p for f in sorted(SEEDS.glob("*.txt")) for p in f.read_text().split("\n\n") if p.strip()]
     texts += ["", "a I", "Über naïve café—CO2 emissions' 1990s x2 I'm don't", "THE the The running runs ran",
@@ -59,7 +59,7 @@ def test_tokenize_matches_bm25s_exactly():
                                             show_progress=False)]
     from bm25s.stopwords import STOPWORDS_EN
 
-    from embeddings.keyword import STOP_WORDS
+    from embeddings.store.embedded.keyword import STOP_WORDS
 
     assert STOP_WORDS == frozenset(STOPWORDS_EN)
     assert tokenize(texts) == want
@@ -117,7 +117,7 @@ def _bm25s_scores(texts: list[str], query: str) -> np.ndarray:
     """bm25s's own scores: the formula existing users' rankings came from."""
     import bm25s
 
-    from embeddings.keyword import tokenize
+    from embeddings.store.embedded.keyword import tokenize
 
     retriever = bm25s.BM25()
     retriever.index(tokenize(texts), show_progress=False)
@@ -134,7 +134,7 @@ QUERIES = ["w0x w1x", "w350x w399x", "w0x w399x w399x", "w5x", "nothing here", "
 def test_sparse_scores_equal_bm25s_scores_for_rare_and_common_terms():
     """Posting-list sums (sorted-unique for rare terms, corpus-sized bincount for common ones) must equal
     bm25s's own get_scores, repeated terms included."""
-    from embeddings.keyword import KeywordIndex
+    from embeddings.store.embedded.keyword import KeywordIndex
 
     texts = _zipf_texts(600, 3)
     kw = KeywordIndex.build(list(range(100, 700)), texts)
@@ -153,7 +153,7 @@ def test_sparse_scores_equal_bm25s_scores_for_rare_and_common_terms():
 def test_segmented_index_scores_as_one_built_at_once(tmp_path):
     """Ingests add segments and removals rewrite them; whatever the history, every score must equal bm25s
     over the passages left, and the segments must survive a save and load."""
-    from embeddings.keyword import KeywordIndex
+    from embeddings.store.embedded.keyword import KeywordIndex
 
     texts = _zipf_texts(900, 4)
     texts[5] = texts[300] = ""  # rows without a term count in the average length
@@ -194,7 +194,7 @@ def test_segmented_index_scores_as_one_built_at_once(tmp_path):
 
 
 def test_segment_rejects_ids_that_do_not_follow():
-    from embeddings.keyword import KeywordIndex
+    from embeddings.store.embedded.keyword import KeywordIndex
 
     kw = KeywordIndex.build([10, 20], ["alpha beta", "gamma"])
     with pytest.raises(ValueError, match="follow"):

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
-from embeddings.index import guild_scope
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.service import QAService
-from embeddings.store import NewDocument, NewPassage, PassageVectors
+from embeddings.store.embedded.index import guild_scope
+from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
 from tests.support import ROOT, SEEDS
 
 psycopg = pytest.importorskip("psycopg")
@@ -77,7 +77,7 @@ def assert_consistent(url: str) -> dict[str, int]:
 
 
 def test_migrations_are_versioned_idempotent_and_safe_for_concurrent_starters(pg_url):
-    from embeddings.pgschema import LATEST, migrate
+    from embeddings.store.postgres.schema import LATEST, migrate
 
     def open_close(_: int) -> str:
         svc = pg_service(pg_url)
@@ -113,7 +113,7 @@ def test_unreachable_server_is_a_user_facing_error(tmp_path):
 
 
 def test_redact_url():
-    from embeddings.backend import redact_url
+    from embeddings.store.factory import redact_url
 
     assert redact_url("postgresql://bot:hunter2@db.example:5432/qa") == "postgresql://bot:***@db.example:5432/qa"
     assert redact_url("postgres://db/qa?password=hunter2&sslmode=require") == \
@@ -128,7 +128,7 @@ def test_questions_read_the_replica_and_writes_go_to_the_primary(pg_server, pg_u
     """The "replica" is a read-only copy of the primary taken after the first ingest: answers must come from
     it (so they cannot see what was ingested after the copy: replica lag), every write must reach the
     primary (a write on the copy would fail: its sessions are read-only)."""
-    from embeddings.backend import describe_store
+    from embeddings.store.factory import describe_store
     from tests.pgfixture import copy_database, drop_database, read_only
 
     first = pg_service(pg_url)
@@ -288,7 +288,7 @@ WRITER = """
 import sys
 from pathlib import Path
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.service import QAService
 url, shared, own, drop = sys.argv[1:5]
 svc = QAService(Settings(home=Path("/nonexistent"), store=url), encoder=HashingEncoder(256))
@@ -348,9 +348,9 @@ def test_two_writer_processes_and_a_reader_at_once(pg_url, tmp_path):
 KILLED = """
 import sys, time
 from pathlib import Path
-from embeddings import pgstore
+from embeddings.store.postgres import store as pgstore
 from embeddings.config import Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.service import QAService
 url, folder = sys.argv[1:3]
 original = pgstore.PgStore.put_documents
@@ -415,7 +415,7 @@ QUESTIONS = ("why did Egypt cut ties with Iran?", "When will the ferry route sta
 
 
 def test_migrate_round_trip_embedded_to_postgresql_and_back(pg_url, tmp_path):
-    from embeddings.migrate import copy_index
+    from embeddings.store.migrate import copy_index
 
     src = QAService(Settings(home=tmp_path / "a"), encoder=HashingEncoder(256))
     f = tmp_path / "ferry.txt"

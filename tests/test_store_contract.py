@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from embeddings.config import RetrievalParams, Settings
-from embeddings.encoder import HashingEncoder
+from embeddings.encoders.factory import HashingEncoder
 from embeddings.errors import IndexMismatch
-from embeddings.index import guild_scope
 from embeddings.service import QAService
+from embeddings.store.embedded.index import guild_scope
 from tests.support import ARTICLE, SEEDS, write
 
 
@@ -32,7 +32,7 @@ def svc(settings):
 
 
 def test_index_satisfies_the_backend_protocol(svc, settings):
-    from embeddings.backend import IndexBackend, describe_store
+    from embeddings.store.factory import IndexBackend, describe_store
 
     assert isinstance(svc.index, IndexBackend)
     kind = "postgresql" if settings.store else "embedded"

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.answer import Answerer
+from embeddings.answering.answer import Answerer
 from embeddings.config import RetrievalParams
-from embeddings.encoder import load_encoder
+from embeddings.encoders.factory import load_encoder
 from embeddings.evaluation.datasets import abstention_sets, default_eval_root, load_dataset
 from embeddings.evaluation.metrics import normalize_answer
 from embeddings.evaluation.runner import build_index, default_cache_root

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..evaluation.datasets import default_eval_root, load_dataset
-from .systems import BenchPassage
+from embeddings.benchmark.systems import BenchPassage
+from embeddings.evaluation.datasets import default_eval_root, load_dataset
 
 SPEED_SOURCES = ("squad_v1_dev", "scifact")
 RECALL_SETS = ("squad_v1_dev", "scifact")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dense import IVF_THRESHOLD, DenseIndex, build_flat, build_ivf
-from .systems import peak_rss_mb
+from embeddings.benchmark.systems import peak_rss_mb
+from embeddings.store.embedded.dense import IVF_THRESHOLD, DenseIndex, build_flat, build_ivf
 
 QUERIES = 500
 

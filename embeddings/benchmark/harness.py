@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import QabotError
-from .corpus import RECALL_SETS, fresh_passages, recall_corpus, speed_corpus
+from embeddings.benchmark.corpus import RECALL_SETS, fresh_passages, recall_corpus, speed_corpus
+from embeddings.errors import QabotError
 
 DEFAULT_SIZES = (10_000, 100_000)
 LATENCY_QUESTIONS = 200
@@ -102,7 +102,7 @@ def run_replicated(size: int, source_size: int, workdir: Path, *, eval_root: str
         shutil.rmtree(sysdir)
     log = base / "qabot.log"
     say(f"  qabot: copying the {source_size:,}-passage index up to {size:,} passages (no encoding) ...")
-    from .replicate import replicate
+    from embeddings.benchmark.replicate import replicate
 
     started = time.perf_counter()
     held = replicate(workdir / f"speed-{source_size}" / "qabot" / "qabot", sysdir / "qabot", size)
@@ -175,7 +175,7 @@ def _source_vectors(workdir: Path) -> Path:
     """Real passage embeddings for the dense benchmark: from any qabot index this run built."""
     out = workdir / "dense-source.npy"
     if not out.exists():
-        from .dense_bench import stored_vectors
+        from embeddings.benchmark.dense_bench import stored_vectors
 
         # Real vectors only: an index grown by replicate.py holds jittered copies.
         dbs = sorted((p for p in workdir.glob("*/qabot/qabot/qabot.sqlite3")

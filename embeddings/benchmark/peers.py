@@ -34,8 +34,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import QabotError
-from .systems import BenchPassage, BenchSystem
+from embeddings.benchmark.systems import BenchPassage, BenchSystem
+from embeddings.errors import QabotError
 
 INSTALL_HINT = "pip install 'torch==2.13.0' -e '.[bench]'"
 
@@ -108,7 +108,7 @@ class TxtaiSystem:
 
     def build(self, passages: Sequence[BenchPassage], workdir: Path) -> None:
         embeddings = self._embeddings_class()(**self.config())
-        embeddings.index((p.key, index_text(p), None) for p in passages)
+        embeddings.store.embedded.index((p.key, index_text(p), None) for p in passages)
         target = self._dir(workdir)
         target.parent.mkdir(parents=True, exist_ok=True)
         embeddings.save(str(target))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from .corpus import articles
-from .systems import BenchPassage
+from embeddings.benchmark.corpus import articles
+from embeddings.benchmark.systems import BenchPassage
 
 SOURCE_PREFIX = "bench:"
 
@@ -24,8 +24,8 @@ class QabotSystem:
     def _make_service(self, workdir: Path):
         from dataclasses import replace
 
-        from ..config import Settings
-        from ..service import QAService
+        from embeddings.config import Settings
+        from embeddings.service import QAService
 
         return QAService(replace(Settings.from_env(), home=workdir / "qabot"))
 

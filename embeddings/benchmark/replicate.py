@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backend import iter_documents
-from ..config import IndexConfig
-from ..index import Index
-from ..migrate import StoredModel
-from ..store import PassageVectors
+from embeddings.config import IndexConfig
+from embeddings.store.embedded.index import Index
+from embeddings.store.embedded.sqlite import PassageVectors
+from embeddings.store.factory import iter_documents
+from embeddings.store.migrate import StoredModel
 
 NOISE = 0.015
 

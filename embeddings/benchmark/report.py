@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .harness import BenchReport, SpeedResult
+from embeddings.benchmark.harness import BenchReport, SpeedResult
 
 SPEED_COLUMNS = (  # (key, heading, format, better) -- better: "high" or "low" values win
     ("ingest_passages_per_s", "ingest p/s", "{:.1f}", "high"),
@@ -79,7 +79,7 @@ def plot(report: BenchReport, path: Path) -> list[str]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:
-        from ..errors import QabotError
+        from embeddings.errors import QabotError
 
         raise QabotError("--plot needs matplotlib: pip install matplotlib") from exc
     systems = list(dict.fromkeys([r.system for r in report.speed] + [r.system for r in report.recall]))

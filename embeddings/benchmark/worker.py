@@ -14,15 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from .systems import BenchPassage, BenchSystem, peak_rss_mb
+from embeddings.benchmark.systems import BenchPassage, BenchSystem, peak_rss_mb
 
 
 def make_system(name: str, per_article: int = 8) -> BenchSystem:
     if name == "qabot":
-        from .qabot_system import QabotSystem
+        from embeddings.benchmark.qabot_system import QabotSystem
 
         return QabotSystem(per_article=per_article)
-    from .peers import PEERS
+    from embeddings.benchmark.peers import PEERS
 
     if name not in PEERS:
         raise SystemExit(f"unknown system {name!r}: qabot, {', '.join(PEERS)}")

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..answer import Answerer
-from ..chunking import split_sentences
-from ..config import RetrievalParams
-from ..encoder import Encoder
-from ..index import Index, keyword_text, now_iso
-from ..ingest import EmbedJob, embed_passages
-from ..store import NewDocument, NewPassage
-from .datasets import EvalDataset, EvalQuestion
-from .metrics import MetricAccumulator
+from embeddings.answering.answer import Answerer
+from embeddings.config import RetrievalParams
+from embeddings.encoders.factory import Encoder
+from embeddings.evaluation.datasets import EvalDataset, EvalQuestion
+from embeddings.evaluation.metrics import MetricAccumulator
+from embeddings.ingest.pipeline import EmbedJob, embed_passages
+from embeddings.store.embedded.index import Index, keyword_text, now_iso
+from embeddings.store.embedded.sqlite import NewDocument, NewPassage
+from embeddings.text.chunking import split_sentences
 
 MODES = ("bm25", "dense", "fusion", "final")
 
@@ -73,7 +73,7 @@ def build_index(ds: EvalDataset, encoder: Encoder, cache_root: Path, *, progress
 
 def build_seed_index(seed_dirs: list[Path], encoder: Encoder, cache_root: Path) -> Index:
     """The seed set has no passages file: ingest the seed articles through the production ingest path."""
-    from ..ingest import Ingestor
+    from embeddings.ingest.pipeline import Ingestor
 
     h = hashlib.sha256(encoder.name.encode())
     for d in seed_dirs:
@@ -158,7 +158,7 @@ def plot(runs: list[EvalRun], path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as exc:  # pragma: no cover
-        from ..errors import QabotError
+        from embeddings.errors import QabotError
 
         raise QabotError("--plot needs matplotlib: pip install matplotlib") from exc
     metrics = ["recall@1", "recall@5", "ndcg@10", "answer_hit"]

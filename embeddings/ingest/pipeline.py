@@ -12,13 +12,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .chunking import chunk_document
-from .encoder import Encoder
-from .errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
-from .extract import MAX_INPUT_BYTES, SUPPORTED_EXTENSIONS, ExtractedArticle, extract, kind_for_path
-from .fetch import fetch_url
-from .index import BASE_SCOPE, Index, keyword_text, now_iso
-from .store import NewDocument, NewPassage, PassageVectors
+from embeddings.encoders.factory import Encoder
+from embeddings.errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
+from embeddings.ingest.fetch import fetch_url
+from embeddings.store.embedded.index import BASE_SCOPE, Index, keyword_text, now_iso
+from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
+from embeddings.text.chunking import chunk_document
+from embeddings.text.extract import (
+    MAX_INPUT_BYTES,
+    SUPPORTED_EXTENSIONS,
+    ExtractedArticle,
+    extract,
+    kind_for_path,
+)
 
 # Batches are embedded, then committed one at a time: a crash loses at most the batch in flight and the one
 # being read (committed ones are durable, and ingesting the same files again skips them).

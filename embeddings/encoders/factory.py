@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import QabotError
+from embeddings.errors import QabotError
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "all-minilm-l6-v2"}
@@ -305,7 +305,7 @@ def _build_encoder(name: str, threads: int | None = None, backend: str = TORCH_B
             raise QabotError(f"Bad hashing model name {name!r}: expected hashing:DIMENSION") from exc
         return HashingEncoder(dim)
     if check_backend(backend) in INT8_BACKENDS:
-        from .encoder_int8 import Int8Encoder
+        from embeddings.encoders.int8 import Int8Encoder
 
         return Int8Encoder(name, backend=check_backend(backend), threads=threads)
     return SentenceTransformerEncoder(name, threads=threads)

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from .pgstore import is_pg_url, redact_url
+from embeddings.store.postgres.store import is_pg_url, redact_url
 
 if TYPE_CHECKING:
-    from .config import IndexConfig, Settings
-    from .encoder import Encoder
-    from .feedback import FeedbackStore
-    from .store import DocumentRow, NewDocument, PassageRow, PassageVectors
+    from embeddings.config import IndexConfig, Settings
+    from embeddings.encoders.factory import Encoder
+    from embeddings.store.embedded.feedback import FeedbackStore
+    from embeddings.store.embedded.sqlite import DocumentRow, NewDocument, PassageRow, PassageVectors
 
 __all__ = ["IndexBackend", "StoreReader", "StoreWriter", "describe_store", "is_pg_url", "open_feedback",
            "open_index", "redact_url"]
@@ -72,12 +72,12 @@ def open_index(settings: Settings, encoder: Encoder, *, create: bool = True) -> 
     store = getattr(settings, "store", "") or ""
     replicas = tuple(getattr(settings, "store_read", ()) or ())
     if is_pg_url(store):
-        from .pgstore import PgIndex
+        from embeddings.store.postgres.store import PgIndex
 
         return PgIndex(store, encoder, create=create, read_urls=replicas)
     # (Replicas without a PostgreSQL store are refused where the environment is read: Settings.from_env.
     # A caller that swaps the store for a directory, like `qabot migrate --home`, just has none.)
-    from .index import Index
+    from embeddings.store.embedded.index import Index
 
     return Index(settings.home, encoder, create=create)
 
@@ -87,10 +87,10 @@ def open_index_at(location: str, encoder: Encoder, *, create: bool = True) -> In
     from pathlib import Path
 
     if is_pg_url(location):
-        from .pgstore import PgIndex
+        from embeddings.store.postgres.store import PgIndex
 
         return PgIndex(location, encoder, create=create)
-    from .index import Index
+    from embeddings.store.embedded.index import Index
 
     return Index(Path(location).expanduser(), encoder, create=create)
 
@@ -109,7 +109,7 @@ def open_feedback(index: Any) -> FeedbackStore:
     make = getattr(index, "feedback_store", None)
     if make is not None:
         return make()
-    from .feedback import FeedbackStore
+    from embeddings.store.embedded.feedback import FeedbackStore
 
     return FeedbackStore(index.home / index.DB)
 
@@ -120,6 +120,6 @@ def iter_documents(index: Any, batch: int = 200) -> Iterator[tuple[NewDocument, 
     if export is not None:
         yield from export(batch)
         return
-    from .migrate import export_embedded
+    from embeddings.store.migrate import export_embedded
 
     yield from export_embedded(index, batch)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from .feedback import FeedbackRow, FeedbackStore
+from embeddings.store.embedded.feedback import FeedbackRow, FeedbackStore
 
 
 class PgFeedbackStore(FeedbackStore):

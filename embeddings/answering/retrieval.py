@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import RetrievalParams
-from .index import BASE_SCOPE, Index
+from embeddings.config import RetrievalParams
+from embeddings.store.embedded.index import BASE_SCOPE, Index
 
 MODES = ("bm25", "dense", "fusion")
 

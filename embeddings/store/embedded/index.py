@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 from filelock import FileLock, Timeout
 
-from . import atomic
-from .config import SCHEMA_VERSION, IndexConfig
-from .dense import DenseIndex
-from .encoder import Encoder
-from .errors import IndexBusy, IndexCorrupt, IndexMismatch
-from .keyword import KeywordIndex
-from .store import NewDocument, PassageRow, PassageVectors, Store
+from embeddings.config import SCHEMA_VERSION, IndexConfig
+from embeddings.encoders.factory import Encoder
+from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch
+from embeddings.store.embedded import atomic
+from embeddings.store.embedded.dense import DenseIndex
+from embeddings.store.embedded.keyword import KeywordIndex
+from embeddings.store.embedded.sqlite import NewDocument, PassageRow, PassageVectors, Store
 
 BASE_SCOPE = ""  # the operator's corpus, visible from every guild
 

@@ -12,14 +12,14 @@ from typing import Generic, TypeVar
 
 import numpy as np
 
-from .config import RetrievalParams
-from .encoder import Encoder
-from .errors import BadQuestion
-from .index import BASE_SCOPE, Index
-from .keyword import tokenize
-from .models import Answer, AnswerSentence, Citation, PassageHit, Timings
-from .retrieval import Candidate, Retriever, zscore
-from .store import PassageRow
+from embeddings.answering.retrieval import Candidate, Retriever, zscore
+from embeddings.config import RetrievalParams
+from embeddings.encoders.factory import Encoder
+from embeddings.errors import BadQuestion
+from embeddings.models import Answer, AnswerSentence, Citation, PassageHit, Timings
+from embeddings.store.embedded.index import BASE_SCOPE, Index
+from embeddings.store.embedded.keyword import tokenize
+from embeddings.store.embedded.sqlite import PassageRow
 
 V = TypeVar("V")
 MAX_QUESTION_CHARS = 1000

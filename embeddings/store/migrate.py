@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, QabotError
-from .store import NewDocument, NewPassage, PassageVectors
+from embeddings.errors import InputError, QabotError
+from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
 
 BULK_MIN_PASSAGES = 5000  # below this, maintaining the HNSW graph row by row is quicker than a rebuild
 
@@ -94,7 +94,7 @@ def export_embedded(index: Any, batch: int = 200) -> Iterator[tuple[NewDocument,
 
 
 def _feedback_salt_and_rows(index: Any) -> tuple[str, list]:
-    from .backend import open_feedback
+    from embeddings.store.factory import open_feedback
 
     fb = open_feedback(index)
     try:
@@ -111,7 +111,7 @@ def _import_feedback(index: Any, salt: str, rows: list) -> None:
         return
     import json
 
-    from .feedback import FeedbackStore
+    from embeddings.store.embedded.feedback import FeedbackStore
 
     FeedbackStore(index.home / index.DB).close()  # creates the tables
     conn = sqlite3.connect(index.home / index.DB, timeout=30.0)
@@ -133,7 +133,7 @@ def copy_index(source: Any, target_location: str, *, progress: bool | None = Non
     directory), creating it if needed. The target must be empty or built with the same model."""
     from tqdm import tqdm
 
-    from .backend import describe_store, iter_documents, open_index_at
+    from embeddings.store.factory import describe_store, iter_documents, open_index_at
 
     cfg = source.config
     model = StoredModel(cfg.model, cfg.dimension, cfg.max_tokens, cfg.encoder_backend)

@@ -12,18 +12,17 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from embeddings.answer import validate_question
+from bot.cogs.admin import owner_command
+from bot.render import render_answer, render_sources, to_embed, trim
+from bot.settings import BotSettings
+from embeddings.answering.answer import validate_question
 from embeddings.errors import QabotError, user_message
-from embeddings.index import guild_scope
 from embeddings.models import Answer
 from embeddings.service import QAService
-
-from .admin import owner_command
-from .render import render_answer, render_sources, to_embed, trim
-from .settings import BotSettings
+from embeddings.store.embedded.index import guild_scope
 
 if TYPE_CHECKING:
-    from .app import QABot
+    from bot.app import QABot
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import EmptyDocument, UnsupportedInput
+from embeddings.errors import EmptyDocument, UnsupportedInput
 
 MAX_INPUT_BYTES = 10 * 1024 * 1024
 SUPPORTED_EXTENSIONS = (".txt", ".md", ".markdown", ".html", ".htm")

@@ -16,17 +16,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.render import escape_markdown, trim
+from bot.settings import BotSettings
 from embeddings.errors import QabotError, user_message
-from embeddings.extract import kind_for_path
-from embeddings.index import BASE_SCOPE, guild_scope
-from embeddings.ingest import IngestReport
+from embeddings.ingest.pipeline import IngestReport
 from embeddings.service import QAService
-
-from .render import escape_markdown, trim
-from .settings import BotSettings
+from embeddings.store.embedded.index import BASE_SCOPE, guild_scope
+from embeddings.text.extract import kind_for_path
 
 if TYPE_CHECKING:
-    from .app import QABot
+    from bot.app import QABot
 
 log = logging.getLogger(__name__)
 

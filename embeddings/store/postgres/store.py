@@ -35,11 +35,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from .config import IndexConfig
-from .encoder import Encoder
-from .errors import IndexBusy, IndexCorrupt, IndexMismatch, InputError, QabotError
-from .index import check_compatible, check_writer_backend, encoder_backend
-from .store import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
+from embeddings.config import IndexConfig
+from embeddings.encoders.factory import Encoder
+from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch, InputError, QabotError
+from embeddings.store.embedded.index import check_compatible, check_writer_backend, encoder_backend
+from embeddings.store.embedded.sqlite import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
 
 BASE_SCOPE = ""
 TS_CONFIG = "english"
@@ -406,7 +406,7 @@ class PgIndex:
         _require_driver()
         import psycopg
 
-        from .pgschema import bind_dimension, migrate
+        from embeddings.store.postgres.schema import bind_dimension, migrate
 
         self.url = url
         self.read_urls = check_read_urls(read_urls)
@@ -528,7 +528,7 @@ class PgIndex:
         """For copying a large corpus in (`qabot migrate`, benchmarks): drop the HNSW index, load, then build
         it once. Building is several times faster than maintaining the graph row by row; meanwhile other
         processes still get correct (exact, slower) dense results."""
-        from .pgschema import bind_dimension
+        from embeddings.store.postgres.schema import bind_dimension
 
         with self._pool.connection() as conn:
             conn.execute("DROP INDEX IF EXISTS passages_base_hnsw")
@@ -624,7 +624,7 @@ class PgIndex:
         return int(row[0])
 
     def feedback_store(self) -> Any:
-        from .pgfeedback import PgFeedbackStore
+        from embeddings.store.postgres.feedback import PgFeedbackStore
 
         return PgFeedbackStore(self._pool)
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic
-from .errors import QabotError
+from embeddings.errors import QabotError
+from embeddings.store.embedded import atomic
 
 MAX_SELECTORS = 256  # cached guild-exclusion selectors (one per scope asked recently)
 IVF_THRESHOLD = 50_000   # vectors; below it exact search is both fast enough and exact

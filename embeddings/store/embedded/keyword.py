@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from . import atomic
-from .errors import QabotError
+from embeddings.errors import QabotError
+from embeddings.store.embedded import atomic
 
 _stemmer: Any = None
 

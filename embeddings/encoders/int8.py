@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .encoder import (
+from embeddings.encoders.factory import (
     INT8_BACKENDS,
     SMALL_BATCH,
     TokenEmbeddings,
@@ -45,7 +45,7 @@ from .encoder import (
     pad_batch,
     resolve_model_path,
 )
-from .errors import QabotError
+from embeddings.errors import QabotError
 
 # Bump when the export, quantisation or calibration recipe changes: old cache entries are then ignored.
 BUILD_VERSION = "1"

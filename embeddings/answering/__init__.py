@@ -1,0 +1,1 @@
+"""Question to answer: hybrid retrieval and fusion (retrieval.py), answer-sentence choice and abstention (answer.py)."""

@@ -1,0 +1,1 @@
+"""Where passages live. base.py is the one written store interface; embedded/ (SQLite + FAISS + BM25 in a directory) and postgres/ (PostgreSQL + pgvector) implement it; factory.py opens either from a location; migrate.py copies between them."""

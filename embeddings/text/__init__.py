@@ -1,0 +1,1 @@
+"""Text in: bytes -> clean article (extract) -> passages and sentences (chunking) -> terms. No store, no encoder."""
