@@ -32,10 +32,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import discord  # noqa: E402
 
 from bot.app import QABot, freeze_startup_heap  # noqa: E402
-from bot.settings import BotSettings  # noqa: E402
-from embeddings.config import Settings  # noqa: E402
-from embeddings.encoders.factory import DEFAULT_MODEL, HashingEncoder, load_encoder  # noqa: E402
+from embeddings.encoders.base import DEFAULT_MODEL  # noqa: E402
+from embeddings.encoders.factory import load_encoder  # noqa: E402
+from embeddings.encoders.hashing import HashingEncoder  # noqa: E402
 from embeddings.service import QAService  # noqa: E402
+from embeddings.settings import (
+    BotSettings,  # noqa: E402
+    Settings,
+)
 from tests.fakediscord import FakeDiscord  # noqa: E402
 
 GUILD, CHANNEL = 111111111111111111, 333333333333333333

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from embeddings.answering.retrieval import Retriever  # noqa: E402
-from embeddings.config import RetrievalParams  # noqa: E402
+from embeddings.config import RetrievalParams
 from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors  # noqa: E402
 from embeddings.store.migrate import StoredModel  # noqa: E402
 

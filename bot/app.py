@@ -8,9 +8,9 @@ import logging
 import discord
 from discord.ext import commands
 
-from bot.settings import BotSettings
 from embeddings.errors import QabotError
 from embeddings.service import QAService
+from embeddings.settings import BotSettings
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ SAMPLE_QUESTION = "why did Egypt cut ties with Iran?"
 
 
 def _service(args: argparse.Namespace, *, create: bool = True):
-    from embeddings.config import Settings
     from embeddings.service import QAService
+    from embeddings.settings import Settings
 
     settings = Settings.from_env()
     if getattr(args, "home", None):
@@ -175,7 +175,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy the current index (QABOT_STORE, else --home / QABOT_HOME) to --to, without re-embedding."""
-    from embeddings.config import Settings
+    from embeddings.settings import Settings
     from embeddings.store.factory import open_index
     from embeddings.store.migrate import copy_index
 
@@ -237,10 +237,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from embeddings.config import Settings
     from embeddings.encoders.factory import load_encoder
     from embeddings.evaluation import runner
     from embeddings.evaluation.datasets import abstention_sets, load_dataset, project_root
+    from embeddings.settings import Settings
 
     settings = Settings.from_env()
     try:
@@ -251,7 +251,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         ds = replace(ds, questions=ds.questions[: args.limit])
-    encoder = load_encoder(settings.embed_model)
+    encoder = load_encoder(settings.embed_model, backend=settings.encoder_backend, cache_dir=settings.encoder_cache)
     cache = Path(args.cache) if args.cache else runner.default_cache_root()
     if ds.passages is None:
         index = runner.build_seed_index([project_root() / "seeds"], encoder, cache)
@@ -317,7 +317,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
     import logging
 
-    from bot.settings import BotSettings
+    from embeddings.settings import BotSettings
 
     bot_settings = BotSettings.from_env()
     bot_settings.require_token()  # fail before loading the model
@@ -354,7 +354,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     """Register the slash commands with Discord (globally, or in one server at once), then exit."""
     import asyncio
 
-    from bot.settings import BotSettings
+    from embeddings.settings import BotSettings
 
     bot_settings = BotSettings.from_env()
     bot_settings.require_token()

@@ -1,16 +1,13 @@
-"""What an index directory says about itself (config.json), and the process settings from the environment."""
+"""What an index says about itself (config.json): model, dimension, chunking, retrieval parameters.
+Process settings from the environment are in embeddings/settings.py."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
-from embeddings.encoders.factory import DEFAULT_MODEL
 from embeddings.text.chunking import ChunkSettings
 
 SCHEMA_VERSION = 1
@@ -89,68 +86,3 @@ class IndexConfig:
 
     def with_retrieval(self, **changes: Any) -> IndexConfig:
         return replace(self, retrieval=replace(self.retrieval, **changes))
-
-
-def default_home() -> Path:
-    from platformdirs import user_data_dir
-
-    return Path(user_data_dir("qabot", appauthor=False)) / "index"
-
-
-def _int(env: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
-    raw = env.get(key)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        from embeddings.errors import InputError
-
-        raise InputError(f"{key}={raw!r} is not a whole number") from None
-    return max(lo, min(hi, value))
-
-
-def _url_list(env: Mapping[str, str], key: str) -> tuple[str, ...]:
-    """A comma-separated list of URLs. A comma separates only before a new `scheme://`, so a libpq
-    multi-host URL (postgresql://h1:5432,h2:5432/db) stays whole."""
-    raw = env.get(key) or ""
-    return tuple(u.strip() for u in re.split(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)", raw) if u.strip())
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Process settings, all from QABOT_* environment variables (and .env, loaded by the CLI)."""
-
-    home: Path
-    embed_model: str = DEFAULT_MODEL
-    top_k: int = 5
-    torch_threads: int = 0  # 0: torch's default (one per core)
-    encoder_backend: str = "torch"  # QABOT_ENCODER_BACKEND: torch, openvino-int8 or onnx-int8 (encoder_int8.py)
-    # QABOT_STORE: a postgresql:// URL puts the index in PostgreSQL (embeddings/store/factory.py); empty: `home`.
-    store: str = ""
-    # QABOT_STORE_READ: read-only replicas of that PostgreSQL primary (postgresql:// URLs, comma separated):
-    # answers read from them, writes stay on QABOT_STORE. Empty: everything on QABOT_STORE.
-    store_read: tuple[str, ...] = ()
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        home = env.get("QABOT_HOME")
-        store = (env.get("QABOT_STORE") or "").strip()
-        store_read = _url_list(env, "QABOT_STORE_READ")
-        if store_read:
-            from embeddings.errors import InputError
-            from embeddings.store.postgres.store import is_pg_url
-
-            if not is_pg_url(store):
-                raise InputError("QABOT_STORE_READ names read replicas, but QABOT_STORE is not a postgresql:// "
-                                 "URL: replicas are for the PostgreSQL store only (set QABOT_STORE to the primary).")
-        return cls(
-            home=Path(home).expanduser() if home else default_home(),
-            embed_model=env.get("QABOT_EMBED_MODEL") or DEFAULT_MODEL,
-            top_k=_int(env, "QABOT_TOP_K", 5, 1, 20),
-            torch_threads=_int(env, "QABOT_TORCH_THREADS", 0, 0, 256),
-            encoder_backend=(env.get("QABOT_ENCODER_BACKEND") or "torch").strip().lower(),
-            store=store,
-            store_read=store_read,
-        )

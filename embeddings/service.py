@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from embeddings.answering.answer import Answerer
-from embeddings.config import Settings
-from embeddings.encoders.factory import Encoder, load_encoder
+from embeddings.encoders.base import Encoder
+from embeddings.encoders.factory import load_encoder
 from embeddings.ingest.pipeline import DocOutcome, Ingestor, IngestReport
 from embeddings.models import Answer
+from embeddings.settings import Settings
 from embeddings.store.embedded.index import BASE_SCOPE
 from embeddings.store.embedded.sqlite import DocumentRow
 from embeddings.store.factory import open_feedback, open_index
@@ -31,7 +32,7 @@ class QAService:
                  allow_private_urls: bool = False) -> None:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.embed_model, threads=settings.torch_threads or None,
-                                                 backend=settings.encoder_backend)
+                                                 backend=settings.encoder_backend, cache_dir=settings.encoder_cache)
         self.index = open_index(settings, self.encoder, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.config import Settings
 from embeddings.service import QAService
+from embeddings.settings import Settings
 from tests.pgfixture import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures (one server per session)
 from tests.support import SEEDS, make_service
 

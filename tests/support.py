@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.service import QAService
+from embeddings.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"

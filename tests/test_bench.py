@@ -16,9 +16,9 @@ import pytest
 from embeddings.benchmark import corpus
 from embeddings.benchmark.dense_bench import synthesize
 from embeddings.benchmark.qabot_system import QabotSystem
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.service import QAService
+from embeddings.settings import Settings
 from tests.support import ROOT, SHARED_EVAL
 
 pytestmark = pytest.mark.skipif(not (SHARED_EVAL / "squad_v1_dev").exists(), reason="shared eval data absent")

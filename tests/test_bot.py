@@ -11,8 +11,8 @@ import discord
 import pytest
 
 from bot.app import NEEDS_MESSAGE_CONTENT, QABot, run_bot
-from bot.settings import TOKEN_HOWTO, BotSettings
 from embeddings.errors import QabotError
+from embeddings.settings import TOKEN_HOWTO, BotSettings
 from embeddings.store.embedded.index import guild_scope
 from tests.fakediscord import FakeDiscord
 from tests.support import SEEDS, make_service

@@ -16,11 +16,10 @@ from aiohttp.test_utils import TestServer
 
 from bot.app import QABot, sync_commands
 from bot.cogs.admin import NEEDS_MANAGE_SERVER
-from bot.settings import BotSettings
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.evaluation.datasets import load_dataset
 from embeddings.service import QAService
+from embeddings.settings import BotSettings, Settings
 from embeddings.store.embedded.feedback import FeedbackStore
 from embeddings.store.embedded.index import BASE_SCOPE, guild_scope
 from tests.fakediscord import FakeDiscord

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from filelock import FileLock
 
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.ingest.fetch import fetch_url
 from embeddings.ingest.pipeline import Ingestor
 from embeddings.service import QAService
+from embeddings.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"

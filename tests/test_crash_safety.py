@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.ingest.pipeline import doc_key_for
 from embeddings.service import QAService
+from embeddings.settings import Settings
 from embeddings.store.embedded.index import Index, keyword_text
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ SEED = 20240611
 
 DRIVER = r"""
 import sys
-from embeddings.config import Settings
+from embeddings.settings import Settings
 from embeddings.service import QAService
 
 svc = QAService(Settings.from_env())

@@ -9,22 +9,17 @@ import importlib.util
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from embeddings.config import Settings
-from embeddings.encoders.factory import (
-    BACKEND_ENV,
-    DEFAULT_MODEL,
-    HashingEncoder,
-    LazyEncoder,
-    SentenceTransformerEncoder,
-    length_batches,
-    load_encoder,
-    pad_batch,
-)
+from embeddings.encoders.base import DEFAULT_BACKEND, DEFAULT_MODEL, length_batches, pad_batch
+from embeddings.encoders.factory import LazyEncoder, load_encoder
+from embeddings.encoders.hashing import HashingEncoder
+from embeddings.encoders.transformer import SentenceTransformerEncoder
 from embeddings.errors import QabotError
+from embeddings.settings import Settings
 from tests.support import ROOT, SEEDS
 
 RUNTIMES = {"openvino-int8": "openvino", "onnx-int8": "onnxruntime"}
@@ -64,12 +59,12 @@ def test_backend_attribute_and_setting(monkeypatch):
     # Lazy: the backend is known (the index records it) without loading anything.
     assert load_encoder(DEFAULT_MODEL, backend="onnx-int8").backend == "onnx-int8"
     assert load_encoder(DEFAULT_MODEL, backend="torch").name == DEFAULT_MODEL  # the name stays the model's
-    monkeypatch.setenv(BACKEND_ENV, "openvino-int8")
-    assert load_encoder(DEFAULT_MODEL).backend == "openvino-int8"
-    monkeypatch.delenv(BACKEND_ENV)
-    assert load_encoder(DEFAULT_MODEL).backend == "torch"
-    assert Settings.from_env({}).encoder_backend == "torch"
-    assert Settings.from_env({BACKEND_ENV: " ONNX-int8 "}).encoder_backend == "onnx-int8"
+    # The environment is read once, by Settings; load_encoder only takes values (its default: DEFAULT_BACKEND).
+    monkeypatch.setenv("QABOT_ENCODER_BACKEND", "openvino-int8")
+    assert load_encoder(DEFAULT_MODEL).backend == DEFAULT_BACKEND
+    assert Settings.from_env({}).encoder_backend == DEFAULT_BACKEND
+    assert Settings.from_env({"QABOT_ENCODER_BACKEND": " ONNX-int8 "}).encoder_backend == "onnx-int8"
+    assert Settings.from_env({"QABOT_ENCODER_CACHE": "/tmp/enc"}).encoder_cache == Path("/tmp/enc")
 
 
 def test_unknown_backend_is_refused():
@@ -210,7 +205,7 @@ def test_int8_token_embeddings(torch_encoder, int8_encoders, backend):
 @pytest.mark.model
 @pytest.mark.parametrize("backend", INT8_PARAMS)
 def test_int8_cache_entry(int8_encoders, backend):
-    from embeddings.encoders.factory import resolve_model_path
+    from embeddings.encoders.base import resolve_model_path
     from embeddings.encoders.int8 import BUILD_VERSION, Int8Meta, cache_key, cache_root, ensure_built
 
     _int8(int8_encoders, backend)

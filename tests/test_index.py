@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from filelock import FileLock
 
-from embeddings.config import RetrievalParams, Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.config import RetrievalParams
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.errors import IndexBusy, IndexMismatch
 from embeddings.service import QAService
+from embeddings.settings import Settings
 from embeddings.store.embedded import index as index_mod
 from embeddings.store.embedded.index import Index, guild_scope
 from tests.support import ARTICLE, SEEDS, make_service, write

@@ -9,10 +9,10 @@ import time
 import numpy as np
 import pytest
 
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.ingest import pipeline as ingest
 from embeddings.service import QAService
+from embeddings.settings import Settings
 
 # Long enough to be a passage of its own; with one title for every article, its embedding input (title and
 # text) is the same in each, so it must be embedded once.

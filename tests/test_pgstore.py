@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.service import QAService
+from embeddings.settings import Settings
 from embeddings.store.embedded.index import guild_scope
 from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
 from tests.support import ROOT, SEEDS
@@ -287,8 +287,8 @@ def test_guild_filtered_dense_search_keeps_recall(pg_url):
 WRITER = """
 import sys
 from pathlib import Path
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.settings import Settings
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.service import QAService
 url, shared, own, drop = sys.argv[1:5]
 svc = QAService(Settings(home=Path("/nonexistent"), store=url), encoder=HashingEncoder(256))
@@ -349,8 +349,8 @@ KILLED = """
 import sys, time
 from pathlib import Path
 from embeddings.store.postgres import store as pgstore
-from embeddings.config import Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.settings import Settings
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.service import QAService
 url, folder = sys.argv[1:3]
 original = pgstore.PgStore.put_documents

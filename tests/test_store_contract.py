@@ -9,10 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embeddings.config import RetrievalParams, Settings
-from embeddings.encoders.factory import HashingEncoder
+from embeddings.config import RetrievalParams
+from embeddings.encoders.hashing import HashingEncoder
 from embeddings.errors import IndexMismatch
 from embeddings.service import QAService
+from embeddings.settings import Settings
 from embeddings.store.embedded.index import guild_scope
 from tests.support import ARTICLE, SEEDS, write
 

@@ -17,10 +17,10 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.render import escape_markdown, trim
-from bot.settings import BotSettings
 from embeddings.errors import QabotError, user_message
 from embeddings.ingest.pipeline import IngestReport
 from embeddings.service import QAService
+from embeddings.settings import BotSettings
 from embeddings.store.embedded.index import BASE_SCOPE, guild_scope
 from embeddings.text.extract import kind_for_path
 

@@ -14,11 +14,11 @@ from discord.ext import commands
 
 from bot.cogs.admin import owner_command
 from bot.render import render_answer, render_sources, to_embed, trim
-from bot.settings import BotSettings
 from embeddings.answering.answer import validate_question
 from embeddings.errors import QabotError, user_message
 from embeddings.models import Answer
 from embeddings.service import QAService
+from embeddings.settings import BotSettings
 from embeddings.store.embedded.index import guild_scope
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ import numpy as np
 
 from embeddings.answering.retrieval import Candidate, Retriever, zscore
 from embeddings.config import RetrievalParams
-from embeddings.encoders.factory import Encoder
+from embeddings.encoders.base import Encoder
 from embeddings.errors import BadQuestion
 from embeddings.models import Answer, AnswerSentence, Citation, PassageHit, Timings
 from embeddings.store.embedded.index import BASE_SCOPE, Index

@@ -24,8 +24,8 @@ class QabotSystem:
     def _make_service(self, workdir: Path):
         from dataclasses import replace
 
-        from embeddings.config import Settings
         from embeddings.service import QAService
+        from embeddings.settings import Settings
 
         return QAService(replace(Settings.from_env(), home=workdir / "qabot"))
 

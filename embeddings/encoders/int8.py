@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoders.factory import (
+from embeddings.encoders.base import (
     INT8_BACKENDS,
     SMALL_BATCH,
     TokenEmbeddings,
-    _offline_env,
     canonical_model_name,
     length_batches,
     normalize_rows,
+    offline_env,
     pad_batch,
     resolve_model_path,
 )
@@ -112,10 +112,13 @@ class Int8Meta:
         return cls(**data)
 
 
-def cache_root() -> Path:
+def cache_root(override: Path | None = None) -> Path:
+    """Where int8 copies are built: Settings.encoder_cache (QABOT_ENCODER_CACHE) or the user cache dir."""
+    if override is not None:
+        return Path(override)
     from platformdirs import user_cache_dir
 
-    return Path(os.environ.get("QABOT_ENCODER_CACHE") or Path(user_cache_dir("qabot", appauthor=False)) / "encoders")
+    return Path(user_cache_dir("qabot", appauthor=False)) / "encoders"
 
 
 def cache_key(name: str, model_path: str, backend: str) -> str:
@@ -131,13 +134,13 @@ def cache_key(name: str, model_path: str, backend: str) -> str:
     return f"{slug}-{backend}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
-def ensure_built(name: str, backend: str) -> Path:
+def ensure_built(name: str, backend: str, cache_dir: Path | None = None) -> Path:
     """The cache entry for (model, backend), built first if missing. Atomic: built in a temp dir and renamed,
     under a file lock so two processes starting together build it once."""
     from filelock import FileLock
 
     path = resolve_model_path(name)
-    root = cache_root()
+    root = cache_root(cache_dir)
     final = root / cache_key(name, path, backend)
     if (final / "meta.json").is_file():
         return final
@@ -239,7 +242,7 @@ def _pooling_of(model: Any, name: str) -> str:
 
 def _build(name: str, path: str, backend: str, out: Path) -> Int8Meta:
     t0 = time.perf_counter()
-    _offline_env()
+    offline_env()
     _import_runtime(backend)  # fail with the install hint before the slow part
     import inspect
 
@@ -396,14 +399,15 @@ SPIN_US = 100
 class Int8Encoder:
     """An Encoder over a cached int8 model: tokenizers (Rust) + OpenVINO or ONNX Runtime + numpy pooling."""
 
-    def __init__(self, name: str, *, backend: str = "openvino-int8", threads: int | None = None) -> None:
+    def __init__(self, name: str, *, backend: str = "openvino-int8", threads: int | None = None,
+                 cache_dir: Path | None = None) -> None:
         if backend not in INT8_BACKENDS:
             raise QabotError(f"Not an int8 backend: {backend!r} (choose {', '.join(INT8_BACKENDS)})")
-        _offline_env()
+        offline_env()
         self._runtime = _import_runtime(backend)
         self.name = canonical_model_name(name)
         self.backend = backend
-        self._dir = ensure_built(self.name, backend)
+        self._dir = ensure_built(self.name, backend, cache_dir)
         self._batch = INT8_BATCH[backend]
         meta = Int8Meta.read(self._dir / "meta.json")
         self._meta = meta

@@ -15,7 +15,7 @@ from typing import Any
 
 from embeddings.answering.answer import Answerer
 from embeddings.config import RetrievalParams
-from embeddings.encoders.factory import Encoder
+from embeddings.encoders.base import Encoder
 from embeddings.evaluation.datasets import EvalDataset, EvalQuestion
 from embeddings.evaluation.metrics import MetricAccumulator
 from embeddings.ingest.pipeline import EmbedJob, embed_passages

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.encoders.factory import Encoder
+from embeddings.encoders.base import Encoder
 from embeddings.errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
 from embeddings.ingest.fetch import fetch_url
 from embeddings.store.embedded.index import BASE_SCOPE, Index, keyword_text, now_iso

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from embeddings.store.postgres.store import is_pg_url, redact_url
+from embeddings.store.urls import is_pg_url, redact_url
 
 if TYPE_CHECKING:
-    from embeddings.config import IndexConfig, Settings
-    from embeddings.encoders.factory import Encoder
+    from embeddings.config import IndexConfig
+    from embeddings.encoders.base import Encoder
+    from embeddings.settings import Settings
     from embeddings.store.embedded.feedback import FeedbackStore
     from embeddings.store.embedded.sqlite import DocumentRow, NewDocument, PassageRow, PassageVectors
 

@@ -28,7 +28,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from embeddings.config import SCHEMA_VERSION, IndexConfig
-from embeddings.encoders.factory import Encoder
+from embeddings.encoders.base import Encoder
 from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch
 from embeddings.store.embedded import atomic
 from embeddings.store.embedded.dense import DenseIndex
