@@ -1,4 +1,5 @@
-"""The Discord client: a commands.Bot with the QAService and BotSettings injected (no globals)."""
+"""The Discord client: a commands.Bot with the QAService and BotSettings injected (no globals). The cogs are
+extensions loaded by name in setup_hook; this module never imports them (they import it, for typing only)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,15 @@ import logging
 import discord
 from discord.ext import commands
 
+from bot.sync import sync_tree
 from embeddings.errors import QabotError
 from embeddings.service import QAService
 from embeddings.settings import BotSettings
 
 log = logging.getLogger(__name__)
+
+# The cogs, as extensions: each module has its setup(bot), which reads bot.service and bot.settings.
+EXTENSIONS = ("bot.cogs.ask", "bot.cogs.admin")
 
 BAD_TOKEN = (
     "Discord rejected the token (DISCORD_TOKEN). Copy a fresh one from "
@@ -46,11 +51,8 @@ class QABot(commands.Bot):
     async def setup_hook(self) -> None:
         # One-time setup (on_ready fires again after reconnects). The command tree is not synced here:
         # syncing is rate limited, so it is done on demand.
-        from bot.cogs.admin import AdminCog
-        from bot.cogs.ask import AskCog
-
-        await self.add_cog(AskCog(self, self.service, self.settings))
-        await self.add_cog(AdminCog(self, self.service, self.settings))
+        for name in EXTENSIONS:
+            await self.load_extension(name)
 
     async def on_message(self, message: discord.Message) -> None:
         # No prefix commands: AskCog's listener handles messages, so don't parse them as commands.
@@ -81,8 +83,6 @@ async def run_bot(service: QAService, settings: BotSettings) -> None:
 async def sync_commands(settings: BotSettings, guild_id: int | None = None) -> list[str]:
     """`qabot sync`: log in over REST only (no gateway, no index), sync the slash commands, log out.
     Returns the synced command names."""
-    from bot.cogs.admin import sync_tree
-
     token = settings.require_token()
     bot = QABot(None, settings)  # describing the commands needs no service
     try:

@@ -37,7 +37,7 @@ def _style(out: TextIO) -> tuple[str, str, str]:
 
 
 def render_answer(answer, out: TextIO) -> None:
-    from embeddings.answering.answer import NOT_FOUND
+    from embeddings.models import NOT_FOUND
 
     bold, dim, reset = _style(out)
     if not answer.found:

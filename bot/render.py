@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from embeddings.models import Answer, Citation, PassageHit
+from embeddings.models import NOT_FOUND, Answer, Citation, PassageHit
 
 if TYPE_CHECKING:
     import discord
@@ -34,12 +34,12 @@ class Limits:
 
 LIMITS = Limits()
 
-NOT_FOUND = "I couldn't find that in the articles I have."  # same words as embeddings.answering.answer.NOT_FOUND
 ELLIPSIS = "…"
 ZWSP = "\u200b"
 
-# Confidence (cosine-like, answered from 0.30 up) -> label and embed colour.
-HIGH_CONFIDENCE = 0.85  # confidence is a calibrated probability that the articles hold the answer
+# Confidence (a calibrated probability that the articles hold the answer; answered from
+# RetrievalParams.answer_threshold up) -> label and embed colour.
+HIGH_CONFIDENCE = 0.85
 MEDIUM_CONFIDENCE = 0.65
 COLOURS = {"High": 0x2ECC71, "Medium": 0xF1C40F, "Low": 0x95A5A6, "none": 0x747F8D}
 

@@ -1,9 +1,20 @@
-"""Result types shared by every layer: frozen, typed, JSON-ready."""
+"""Result types shared by every layer (frozen, typed, JSON-ready), and the scope vocabulary: which corpus a
+document belongs to (the operator's shared one, or one Discord server's)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+# What qabot says when the articles do not hold the answer (CLI, --json consumers and Discord alike).
+NOT_FOUND = "I couldn't find that in the articles I have."
+
+BASE_SCOPE = ""  # the operator's corpus, visible from every guild
+
+
+def guild_scope(guild_id: int | None) -> str:
+    """A server's own documents: visible only there. No guild (a DM, the CLI): the shared corpus."""
+    return BASE_SCOPE if guild_id is None else f"guild:{guild_id}"
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,25 @@
-"""The core's front door: built once at start-up from Settings and handed to the CLI or the Discord bot."""
+"""The core's front door: built once at start-up from Settings and handed to the CLI or the Discord bot.
+
+The Discord layer imports only this module, models, errors and settings; what it needs from deeper modules
+(the ingest report, the upload types, question validation) is re-exported or wrapped here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from embeddings.answering.answer import Answerer
+from embeddings.answering.answer import Answerer, validate_question
 from embeddings.encoders.base import Encoder
 from embeddings.encoders.factory import load_encoder
-from embeddings.ingest.pipeline import DocOutcome, Ingestor, IngestReport
-from embeddings.models import Answer
+from embeddings.ingest.pipeline import DocOutcome, Failure, Ingestor, IngestReport
+from embeddings.models import BASE_SCOPE, Answer
 from embeddings.settings import Settings
-from embeddings.store.embedded.index import BASE_SCOPE
 from embeddings.store.embedded.sqlite import DocumentRow
 from embeddings.store.factory import open_feedback, open_index
+from embeddings.text.extract import SUPPORTED_EXTENSIONS, kind_for_path
+
+__all__ = ["SUPPORTED_EXTENSIONS", "DocOutcome", "DocumentRow", "Failure", "IngestReport", "QAService", "Stats",
+           "validate_question"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class Stats:
 
 
 class QAService:
+    """Everything a user can do with the index. A context manager: ``with QAService(settings) as svc:``."""
+
     def __init__(self, settings: Settings, encoder: Encoder | None = None, *, create: bool = True,
                  allow_private_urls: bool = False) -> None:
         self.settings = settings
@@ -36,6 +44,17 @@ class QAService:
         self.index = open_index(settings, self.encoder, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
+
+    def __enter__(self) -> QAService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def validate_question(question: str) -> str:
+        """The question, stripped, or BadQuestion (empty, too long) before any encoding is paid for."""
+        return validate_question(question)
 
     def warm_up(self) -> None:
         """Load the model and touch every path of an answer, so the first user doesn't pay for it."""
@@ -66,7 +85,7 @@ class QAService:
     def close(self) -> None:
         self.index.close()
 
-    # ---- added for the Discord bot (feedback, uploads); the methods above are unchanged ----------
+    # ---- feedback and uploads (the Discord bot) ---------------------------------------------------
 
     def _feedback(self):
         # A short-lived store per call: votes are rare, and nothing has to be closed with the service.
@@ -98,3 +117,8 @@ class QAService:
     def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str = BASE_SCOPE) -> IngestReport:
         """An uploaded file (e.g. a Discord attachment) as one document; ``source`` is its identity."""
         return self.ingestor.ingest_bytes(data, name=name, source=source, kind=kind, scope=scope)
+
+    def ingest_upload(self, data: bytes, *, name: str, scope: str = BASE_SCOPE) -> IngestReport:
+        """An attachment by its file name: the kind (text, Markdown, HTML) follows the name's extension
+        (UnsupportedInput for others); its identity is ``upload:NAME`` within the scope."""
+        return self.ingest_bytes(data, name=name, source=f"upload:{name}", kind=kind_for_path(name), scope=scope)

@@ -12,8 +12,8 @@ import pytest
 
 from bot.app import NEEDS_MESSAGE_CONTENT, QABot, run_bot
 from embeddings.errors import QabotError
+from embeddings.models import guild_scope
 from embeddings.settings import TOKEN_HOWTO, BotSettings
-from embeddings.store.embedded.index import guild_scope
 from tests.fakediscord import FakeDiscord
 from tests.support import SEEDS, make_service
 

@@ -18,10 +18,10 @@ from bot.app import QABot, sync_commands
 from bot.cogs.admin import NEEDS_MANAGE_SERVER
 from embeddings.encoders.hashing import HashingEncoder
 from embeddings.evaluation.datasets import load_dataset
+from embeddings.models import BASE_SCOPE, guild_scope
 from embeddings.service import QAService
 from embeddings.settings import BotSettings, Settings
 from embeddings.store.embedded.feedback import FeedbackStore
-from embeddings.store.embedded.index import BASE_SCOPE, guild_scope
 from tests.fakediscord import FakeDiscord
 
 GUILD = 111111111111111111

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from embeddings.models import guild_scope
 from embeddings.store.embedded import dense
 from embeddings.store.embedded.dense import DenseIndex, build_flat
-from embeddings.store.embedded.index import guild_scope
 from tests.support import SEEDS, make_service
 
 

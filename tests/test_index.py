@@ -12,10 +12,11 @@ from filelock import FileLock
 from embeddings.config import RetrievalParams
 from embeddings.encoders.hashing import HashingEncoder
 from embeddings.errors import IndexBusy, IndexMismatch
+from embeddings.models import guild_scope
 from embeddings.service import QAService
 from embeddings.settings import Settings
 from embeddings.store.embedded import index as index_mod
-from embeddings.store.embedded.index import Index, guild_scope
+from embeddings.store.embedded.index import Index
 from tests.support import ARTICLE, SEEDS, make_service, write
 
 

@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from embeddings.store.embedded.index import guild_scope
+from embeddings.models import guild_scope
 from tests.support import SEEDS, make_service
 
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 
 from embeddings.encoders.hashing import HashingEncoder
+from embeddings.models import guild_scope
 from embeddings.service import QAService
 from embeddings.settings import Settings
-from embeddings.store.embedded.index import guild_scope
 from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
 from tests.support import ROOT, SEEDS
 

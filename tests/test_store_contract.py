@@ -12,9 +12,9 @@ import pytest
 from embeddings.config import RetrievalParams
 from embeddings.encoders.hashing import HashingEncoder
 from embeddings.errors import IndexMismatch
+from embeddings.models import guild_scope
 from embeddings.service import QAService
 from embeddings.settings import Settings
-from embeddings.store.embedded.index import guild_scope
 from tests.support import ARTICLE, SEEDS, write
 
 

@@ -18,18 +18,16 @@ from discord.ext import commands
 
 from bot.render import escape_markdown, trim
 from embeddings.errors import QabotError, user_message
-from embeddings.ingest.pipeline import IngestReport
-from embeddings.service import QAService
+from embeddings.models import BASE_SCOPE, guild_scope
+from embeddings.service import SUPPORTED_EXTENSIONS, IngestReport, QAService
 from embeddings.settings import BotSettings
-from embeddings.store.embedded.index import BASE_SCOPE, guild_scope
-from embeddings.text.extract import kind_for_path
 
 if TYPE_CHECKING:
     from bot.app import QABot
 
 log = logging.getLogger(__name__)
 
-UPLOAD_TYPES = (".txt", ".md", ".markdown", ".html", ".htm")
+UPLOAD_TYPES = SUPPORTED_EXTENSIONS
 NEEDS_MANAGE_SERVER = "Only members with the **Manage Server** permission can change this server's articles."
 GUILD_ONLY = "This command works in a server, not in direct messages."
 ONE_SOURCE = "Give one of `url:` (an http(s) address) or `file:` (a .txt, .md or .html attachment)."
@@ -91,7 +89,6 @@ class AdminCog(commands.Cog):
         if (url is None) == (file is None):
             await interaction.response.send_message(ONE_SOURCE, ephemeral=True)
             return
-        kind = ""
         if file is not None:  # refuse before downloading anything
             suffix = PurePosixPath(file.filename).suffix.lower()
             if suffix not in UPLOAD_TYPES:
@@ -104,7 +101,6 @@ class AdminCog(commands.Cog):
                     f"`{trim(file.filename, 100)}` is {_size(file.size)}; the limit is "
                     f"{_size(self.settings.max_upload_bytes)}.", ephemeral=True)
                 return
-            kind = kind_for_path(file.filename)
         await interaction.response.defer(ephemeral=True, thinking=True)
         scope = guild_scope(interaction.guild_id)
         try:
@@ -115,8 +111,7 @@ class AdminCog(commands.Cog):
                 if len(data) > self.settings.max_upload_bytes:  # the size Discord announced was wrong
                     raise QabotError(f"{name} is over the {_size(self.settings.max_upload_bytes)} limit")
                 await interaction.edit_original_response(content=f"Indexing `{trim(name, 100)}`…")
-                report = await asyncio.to_thread(self.service.ingest_bytes, data, name=name,
-                                                 source=f"upload:{name}", kind=kind, scope=scope)
+                report = await asyncio.to_thread(self.service.ingest_upload, data, name=name, scope=scope)
             else:
                 assert url is not None
                 await interaction.edit_original_response(content=f"Fetching and indexing <{trim(url, 500)}>…")
@@ -179,50 +174,18 @@ class AdminCog(commands.Cog):
     def stats_text(self, guild_id: int | None) -> str:
         base = self.service.documents(BASE_SCOPE)
         own = self.service.documents(guild_scope(guild_id)) if guild_id is not None else []
-        cfg = self.service.index.config
+        stats = self.service.stats()
         lines = []
         if guild_id is not None:
             lines.append(f"**This server:** {len(own)} documents, {sum(d.passages for d in own)} passages")
         lines += [
             f"**Shared articles:** {len(base)} documents, {sum(d.passages for d in base)} passages",
-            f"**Model:** {cfg.model} ({cfg.dimension} dimensions)",
-            f"**Index size:** {_size(self.service.index.disk_bytes())}",
+            f"**Model:** {stats.model} ({stats.dimension} dimensions)",
+            f"**Index size:** {_size(stats.index_bytes)}",
         ]
         return "\n".join(lines)
 
 
-# ---- command tree sync (never on start: it is rate limited) --------------------------------------
-
-
-async def sync_tree(bot: commands.Bot, guild_id: int | None = None) -> list[str]:
-    """Sync the slash commands globally, or to one guild (copied there, shown at once). Returns their names."""
-    if guild_id is None:
-        synced = await bot.tree.sync()
-    else:
-        guild = discord.Object(id=guild_id)
-        bot.tree.copy_global_to(guild=guild)
-        synced = await bot.tree.sync(guild=guild)
-    return [c.name for c in synced]
-
-
-async def owner_command(bot: commands.Bot, message: discord.Message, text: str) -> bool:
-    """`@qabot sync` (global) or `@qabot sync here` (this server) from the application's owner.
-    Returns True when the message was such a command (anyone else's "sync" is just a question)."""
-    words = text.lower().split()
-    if not words or words[0] != "sync" or words[1:] not in ([], ["here"]):
-        return False
-    if not await bot.is_owner(message.author):
-        return False
-    here = words[1:] == ["here"]
-    if here and message.guild is None:
-        await message.reply("`sync here` works in a server; `sync` alone syncs globally.", mention_author=False)
-        return True
-    try:
-        names = await sync_tree(bot, message.guild.id if here and message.guild else None)
-    except discord.HTTPException as exc:
-        await message.reply(f"Sync failed: {trim(str(exc), 1800)}", mention_author=False)
-        return True
-    where = "to this server" if here else "globally"
-    await message.reply(f"Synced {len(names)} commands {where}: {', '.join('/' + n for n in names)}",
-                        mention_author=False)
-    return True
+async def setup(bot: QABot) -> None:
+    """Extension entry point: QABot.setup_hook loads this module by name."""
+    await bot.add_cog(AdminCog(bot, bot.service, bot.settings))

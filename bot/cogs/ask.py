@@ -12,14 +12,12 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.admin import owner_command
 from bot.render import render_answer, render_sources, to_embed, trim
-from embeddings.answering.answer import validate_question
+from bot.sync import owner_command
 from embeddings.errors import QabotError, user_message
-from embeddings.models import Answer
+from embeddings.models import Answer, guild_scope
 from embeddings.service import QAService
 from embeddings.settings import BotSettings
-from embeddings.store.embedded.index import guild_scope
 
 if TYPE_CHECKING:
     from bot.app import QABot
@@ -127,7 +125,7 @@ class AskCog(commands.Cog):
         try:
             # Checked before the defer: only a first response can be private, and a typo should neither be
             # answered in public nor cost the user their cooldown.
-            validate_question(question)
+            QAService.validate_question(question)
         except QabotError as exc:
             await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
             return
@@ -191,5 +189,6 @@ class AskCog(commands.Cog):
             await message.reply(**self._payload(result), mention_author=False)
 
 
-async def setup(bot: QABot) -> None:  # pragma: no cover - extension entry point
+async def setup(bot: QABot) -> None:
+    """Extension entry point: QABot.setup_hook loads this module by name."""
     await bot.add_cog(AskCog(bot, bot.service, bot.settings))

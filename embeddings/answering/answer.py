@@ -16,8 +16,8 @@ from embeddings.answering.retrieval import Candidate, Retriever, zscore
 from embeddings.config import RetrievalParams
 from embeddings.encoders.base import Encoder
 from embeddings.errors import BadQuestion
-from embeddings.models import Answer, AnswerSentence, Citation, PassageHit, Timings
-from embeddings.store.embedded.index import BASE_SCOPE, Index
+from embeddings.models import BASE_SCOPE, Answer, AnswerSentence, Citation, PassageHit, Timings
+from embeddings.store.embedded.index import Index
 from embeddings.store.embedded.keyword import tokenize
 from embeddings.store.embedded.sqlite import PassageRow
 
@@ -27,7 +27,6 @@ MAX_QUESTION_CHARS = 1000
 QUESTION_WORDS = frozenset({"what", "which", "who", "whom", "whose", "when", "where", "why", "how", "did", "doe",
                             "does", "do", "kind", "type", "name", "mani", "much", "were", "was", "is", "are", "be",
                             "been", "has", "have", "had"})
-NOT_FOUND = "I couldn't find that in the articles I have."
 
 # A sentence opening like this leans on the one before it ("He later..."): show both.
 _NEEDS_CONTEXT = re.compile(

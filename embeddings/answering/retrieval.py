@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from embeddings.config import RetrievalParams
-from embeddings.store.embedded.index import BASE_SCOPE, Index
+from embeddings.models import BASE_SCOPE
+from embeddings.store.embedded.index import Index
 
 MODES = ("bm25", "dense", "fusion")
 

@@ -15,7 +15,8 @@ import numpy as np
 from embeddings.encoders.base import Encoder
 from embeddings.errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
 from embeddings.ingest.fetch import fetch_url
-from embeddings.store.embedded.index import BASE_SCOPE, Index, keyword_text, now_iso
+from embeddings.models import BASE_SCOPE
+from embeddings.store.embedded.index import Index, keyword_text, now_iso
 from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
 from embeddings.text.chunking import chunk_document
 from embeddings.text.extract import (

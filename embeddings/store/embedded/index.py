@@ -30,16 +30,11 @@ from filelock import FileLock, Timeout
 from embeddings.config import SCHEMA_VERSION, IndexConfig
 from embeddings.encoders.base import Encoder
 from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch
+from embeddings.models import BASE_SCOPE
 from embeddings.store.embedded import atomic
 from embeddings.store.embedded.dense import DenseIndex
 from embeddings.store.embedded.keyword import KeywordIndex
 from embeddings.store.embedded.sqlite import NewDocument, PassageRow, PassageVectors, Store
-
-BASE_SCOPE = ""  # the operator's corpus, visible from every guild
-
-
-def guild_scope(guild_id: int | None) -> str:
-    return BASE_SCOPE if guild_id is None else f"guild:{guild_id}"
 
 
 def keyword_text(title: str, text: str) -> str:

@@ -37,11 +37,11 @@ import numpy as np
 from embeddings.config import IndexConfig
 from embeddings.encoders.base import Encoder
 from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch, QabotError
+from embeddings.models import BASE_SCOPE
 from embeddings.store.embedded.index import check_compatible, check_writer_backend, encoder_backend
 from embeddings.store.embedded.sqlite import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
 from embeddings.store.urls import check_read_urls, redact_url
 
-BASE_SCOPE = ""
 TS_CONFIG = "english"
 
 
