@@ -171,7 +171,7 @@ def ensure_built(name: str, backend: str, cache_dir: Path | None = None) -> Path
 
 
 def _calibration_files() -> tuple[list[Path], Path]:
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # embeddings/encoders/int8.py -> the project root
     return sorted((root / "seeds").glob("*.txt")), root.parent / "shared" / "eval" / "squad_v1_dev" / "passages.jsonl.gz"
 
 
