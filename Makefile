@@ -31,8 +31,10 @@ run: index
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
+# ruff over everything, mypy (untyped bodies checked too) over the installed packages.
 lint: $(STAMP)
-	$(BIN)/ruff check bot embeddings tests
+	$(BIN)/ruff check bot embeddings tests bench tools
+	$(BIN)/mypy --check-untyped-defs bot embeddings
 
 EVAL := ../shared/eval
 # The README's evaluation tables, reproduced (dataset indexes are cached in the user cache dir).

@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from embeddings.answering.retrieval import Retriever  # noqa: E402
 from embeddings.config import RetrievalParams
-from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors  # noqa: E402
 from embeddings.store.migrate import StoredModel  # noqa: E402
+from embeddings.store.records import NewDocument, NewPassage, PassageVectors
 
 SQUAD = ROOT.parent / "shared" / "eval" / "squad_v1_dev"
 CACHE = Path(tempfile.gettempdir()) / "qabot-pg-bench"

@@ -161,9 +161,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
         report = svc.index.integrity()
     finally:
         svc.close()
-    from embeddings.store.factory import describe_store
-
-    data = {**st.__dict__, "store": describe_store(svc.index), "integrity": "ok" if report.ok else
+    data = {**st.__dict__, "store": svc.index.describe(), "integrity": "ok" if report.ok else
             "; ".join(report.problems)}
     if args.json:
         print(json.dumps(data))
@@ -176,19 +174,16 @@ def cmd_stats(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     """Copy the current index (QABOT_STORE, else --home / QABOT_HOME) to --to, without re-embedding."""
     from embeddings.settings import Settings
-    from embeddings.store.factory import open_index
-    from embeddings.store.migrate import copy_index
+    from embeddings.store.factory import open_store, read_config
+    from embeddings.store.migrate import StoredModel, copy_index
 
     settings = Settings.from_env()
     if getattr(args, "home", None):
         settings = replace(settings, home=Path(args.home), store="")
-    if args.source:
-        from embeddings.store.factory import is_pg_url
-
-        settings = replace(settings, store=args.source) if is_pg_url(args.source) else \
-            replace(settings, home=Path(args.source).expanduser(), store="")
-    probe = _peek_model(settings)
-    source = open_index(settings, probe, create=False)
+    location = args.source or settings.location
+    cfg = read_config(location)  # the model it names, so opening it to copy loads no model
+    source = open_store(location, StoredModel(cfg.model, cfg.dimension, cfg.max_tokens, cfg.encoder_backend),
+                        create=False)
     try:
         report = copy_index(source, args.to, progress=None if not args.quiet else False)
     finally:
@@ -196,32 +191,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     print(f"copied {report.documents} documents, {report.passages} passages, {report.feedback} votes"
           f"\n  from {report.source}\n  to   {report.target}")
     return 0
-
-
-def _peek_model(settings):
-    """The model an existing index names (so opening it to copy loads no model)."""
-    from embeddings.config import IndexConfig
-    from embeddings.errors import IndexCorrupt
-    from embeddings.store.factory import is_pg_url
-    from embeddings.store.migrate import StoredModel
-
-    if is_pg_url(settings.store):
-        import psycopg
-
-        try:
-            with psycopg.connect(settings.store, connect_timeout=10) as conn:
-                row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
-        except psycopg.Error:
-            row = None
-        if row is None:
-            raise IndexCorrupt("No qabot store at QABOT_STORE to copy from")
-        cfg = IndexConfig.from_json(row[0])
-    else:
-        path = settings.home / "config.json"
-        if not path.exists():
-            raise IndexCorrupt(f"No qabot index at {settings.home} to copy from")
-        cfg = IndexConfig.from_json(path.read_text())
-    return StoredModel(cfg.model, cfg.dimension, cfg.max_tokens, cfg.encoder_backend)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

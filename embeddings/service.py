@@ -14,8 +14,8 @@ from embeddings.encoders.factory import load_encoder
 from embeddings.ingest.pipeline import DocOutcome, Failure, Ingestor, IngestReport
 from embeddings.models import BASE_SCOPE, Answer
 from embeddings.settings import Settings
-from embeddings.store.embedded.sqlite import DocumentRow
-from embeddings.store.factory import open_feedback, open_index
+from embeddings.store.factory import open_store
+from embeddings.store.records import DocumentRow
 from embeddings.text.extract import SUPPORTED_EXTENSIONS, kind_for_path
 
 __all__ = ["SUPPORTED_EXTENSIONS", "DocOutcome", "DocumentRow", "Failure", "IngestReport", "QAService", "Stats",
@@ -41,7 +41,7 @@ class QAService:
         self.settings = settings
         self.encoder = encoder or load_encoder(settings.embed_model, threads=settings.torch_threads or None,
                                                  backend=settings.encoder_backend, cache_dir=settings.encoder_cache)
-        self.index = open_index(settings, self.encoder, create=create)
+        self.index = open_store(settings.location, self.encoder, read_urls=settings.store_read, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
 
@@ -80,39 +80,29 @@ class QAService:
     def stats(self) -> Stats:
         c = self.index.store.counts()
         return Stats(c["documents"], c["passages"], c["sentences"], self.index.config.model,
-                     self.index.config.dimension, self.index.disk_bytes(), str(self.index.home))
+                     self.index.config.dimension, self.index.disk_bytes(), self.index.location)
 
     def close(self) -> None:
         self.index.close()
 
     # ---- feedback and uploads (the Discord bot) ---------------------------------------------------
 
-    def _feedback(self):
-        # A short-lived store per call: votes are rare, and nothing has to be closed with the service.
-        # Where votes live follows the index (its SQLite file, or its PostgreSQL database).
-        return open_feedback(self.index)
-
     def record_feedback(self, *, answer_key: str, user_id: int | str, answer: Answer, vote: int,
                         scope: str = BASE_SCOPE) -> bool:
         """A reader's vote (+1 / -1) on an answer; a second vote by the same user on it replaces the first
         (returns True then). Only a salted hash of ``user_id`` is stored."""
         best = answer.best_passage
-        store = self._feedback()
-        try:
+        # A short-lived vote store per call: votes are rare, and nothing has to be closed with the service.
+        with self.index.feedback() as store:
             return store.record(answer_key=answer_key, user_id=user_id, scope=scope, question=answer.question,
                                 answer=answer.text, found=answer.found,
                                 passage_ids=[p.passage_id for p in answer.passages],
                                 cited_passage=best.text if best is not None else "", vote=vote)
-        finally:
-            store.close()
 
     def export_feedback(self, *, include_unlabelled: bool = False) -> list[dict]:
-        """Votes as eval questions (the shared/eval/seed format); see embeddings.store.embedded.feedback for the mapping."""
-        store = self._feedback()
-        try:
+        """Votes as eval questions (the shared/eval/seed format); see embeddings.store.feedback for the mapping."""
+        with self.index.feedback() as store:
             return store.export(include_unlabelled=include_unlabelled)
-        finally:
-            store.close()
 
     def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str = BASE_SCOPE) -> IngestReport:
         """An uploaded file (e.g. a Discord attachment) as one document; ``source`` is its identity."""

@@ -55,6 +55,11 @@ class Settings:
     # answers read from them, writes stay on QABOT_STORE. Empty: everything on QABOT_STORE.
     store_read: tuple[str, ...] = ()
 
+    @property
+    def location(self) -> str:
+        """The store these settings name: the QABOT_STORE URL, else the directory QABOT_HOME."""
+        return self.store if is_pg_url(self.store) else str(self.home)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

@@ -52,7 +52,8 @@ from embeddings.encoders.hashing import HashingEncoder
 from embeddings.ingest.pipeline import doc_key_for
 from embeddings.service import QAService
 from embeddings.settings import Settings
-from embeddings.store.embedded.index import Index, keyword_text
+from embeddings.store.base import keyword_text
+from embeddings.store.embedded.index import Index
 
 pytestmark = pytest.mark.slow
 

@@ -20,7 +20,7 @@ from embeddings.encoders.hashing import HashingEncoder
 from embeddings.models import guild_scope
 from embeddings.service import QAService
 from embeddings.settings import Settings
-from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
+from embeddings.store.records import NewDocument, NewPassage, PassageVectors
 from tests.support import ROOT, SEEDS
 
 psycopg = pytest.importorskip("psycopg")
@@ -113,7 +113,7 @@ def test_unreachable_server_is_a_user_facing_error(tmp_path):
 
 
 def test_redact_url():
-    from embeddings.store.factory import redact_url
+    from embeddings.store.urls import redact_url
 
     assert redact_url("postgresql://bot:hunter2@db.example:5432/qa") == "postgresql://bot:***@db.example:5432/qa"
     assert redact_url("postgres://db/qa?password=hunter2&sslmode=require") == \
@@ -128,7 +128,6 @@ def test_questions_read_the_replica_and_writes_go_to_the_primary(pg_server, pg_u
     """The "replica" is a read-only copy of the primary taken after the first ingest: answers must come from
     it (so they cannot see what was ingested after the copy: replica lag), every write must reach the
     primary (a write on the copy would fail: its sessions are read-only)."""
-    from embeddings.store.factory import describe_store
     from tests.pgfixture import copy_database, drop_database, read_only
 
     first = pg_service(pg_url)
@@ -161,7 +160,7 @@ def test_questions_read_the_replica_and_writes_go_to_the_primary(pg_server, pg_u
         assert all("ferry" not in p.text for p in ans.passages)
         assert len(idx.keyword_search("ferry Northport Carrow", 10)[0]) == 0
         assert svc.remove(str(ferry)) == ["Harbour Council Approves New Ferry Route"]  # found on the primary
-        line = describe_store(idx)
+        line = idx.describe()
         assert "hunter2" not in line and "postgres:***@" in line and "reads from" in line
         assert "hunter2" not in svc.stats().home
     finally:

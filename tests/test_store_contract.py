@@ -33,11 +33,21 @@ def svc(settings):
 
 
 def test_index_satisfies_the_backend_protocol(svc, settings):
-    from embeddings.store.factory import IndexBackend, describe_store
+    from embeddings.store.base import IndexBackend, StoreReader
 
     assert isinstance(svc.index, IndexBackend)
     kind = "postgresql" if settings.store else "embedded"
-    assert describe_store(svc.index).startswith(kind)
+    assert svc.index.capabilities.kind == kind
+    assert svc.index.describe().startswith(kind)
+    # Every member the written interface declares is there, on the index and on its row reader.
+    for proto, obj in ((IndexBackend, svc.index), (StoreReader, svc.index.store)):
+        declared = {n for n in vars(proto) if not n.startswith("_")} | set(proto.__annotations__)
+        missing = sorted(n for n in declared if not hasattr(obj, n))
+        assert not missing, f"{type(obj).__name__} lacks {missing}"
+    with svc.index.bulk_load():
+        pass
+    with svc.index.feedback() as votes:
+        assert votes.salt and votes.rows() == []
 
 
 def test_reingest_is_noop_and_embeds_nothing(svc, tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import discord
 from discord import app_commands
@@ -188,4 +188,5 @@ class AdminCog(commands.Cog):
 
 async def setup(bot: QABot) -> None:
     """Extension entry point: QABot.setup_hook loads this module by name."""
-    await bot.add_cog(AdminCog(bot, bot.service, bot.settings))
+    # service is None only under `qabot sync`, which registers the commands and never runs one.
+    await bot.add_cog(AdminCog(bot, cast(QAService, bot.service), bot.settings))

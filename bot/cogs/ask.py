@@ -6,7 +6,7 @@ import asyncio
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -109,10 +109,10 @@ class AskCog(commands.Cog):
         self._last_ask[user_id] = now
         return 0.0
 
-    def _payload(self, result: Answer | str) -> dict[str, object]:
+    def _payload(self, result: Answer | str) -> dict[str, Any]:
         if isinstance(result, str):
             return {"content": trim(result, 2000)}
-        payload: dict[str, object] = {"embed": to_embed(render_answer(result))}
+        payload: dict[str, Any] = {"embed": to_embed(render_answer(result))}
         if result.passages:
             payload["view"] = SourcesView(result, self.service)
         return payload
@@ -191,4 +191,5 @@ class AskCog(commands.Cog):
 
 async def setup(bot: QABot) -> None:
     """Extension entry point: QABot.setup_hook loads this module by name."""
-    await bot.add_cog(AskCog(bot, bot.service, bot.settings))
+    # service is None only under `qabot sync`, which registers the commands and never runs one.
+    await bot.add_cog(AskCog(bot, cast(QAService, bot.service), bot.settings))

@@ -17,9 +17,9 @@ from embeddings.config import RetrievalParams
 from embeddings.encoders.base import Encoder
 from embeddings.errors import BadQuestion
 from embeddings.models import BASE_SCOPE, Answer, AnswerSentence, Citation, PassageHit, Timings
-from embeddings.store.embedded.index import Index
+from embeddings.store.base import IndexBackend
 from embeddings.store.embedded.keyword import tokenize
-from embeddings.store.embedded.sqlite import PassageRow
+from embeddings.store.records import PassageRow
 
 V = TypeVar("V")
 MAX_QUESTION_CHARS = 1000
@@ -144,7 +144,7 @@ class _PassageLRU(Generic[V]):
 
 
 class Answerer:
-    def __init__(self, index: Index, encoder: Encoder, params: RetrievalParams | None = None,
+    def __init__(self, index: IndexBackend, encoder: Encoder, params: RetrievalParams | None = None,
                  sentence_cache: int = 4096) -> None:
         self.index = index
         self.encoder = encoder
@@ -276,7 +276,7 @@ class Answerer:
         scores = np.array([c.score for c in cands], dtype=np.float32)
         spread = float(scores.max() - scores.min()) if len(scores) else 0.0
         prior = (scores - scores.min()) / spread if spread > 0 else np.ones_like(scores)
-        out = []
+        out: list[tuple[int, int, int, np.ndarray]] = []
         for cand, p in zip(cands, prior, strict=True):
             spans, base = memo[cand.passage_id]
             if spans:

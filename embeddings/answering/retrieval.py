@@ -8,7 +8,7 @@ import numpy as np
 
 from embeddings.config import RetrievalParams
 from embeddings.models import BASE_SCOPE
-from embeddings.store.embedded.index import Index
+from embeddings.store.base import IndexBackend
 
 MODES = ("bm25", "dense", "fusion")
 
@@ -28,7 +28,7 @@ def zscore(x: np.ndarray) -> np.ndarray:
 
 
 class Retriever:
-    def __init__(self, index: Index, params: RetrievalParams) -> None:
+    def __init__(self, index: IndexBackend, params: RetrievalParams) -> None:
         self.index = index
         self.params = params
 

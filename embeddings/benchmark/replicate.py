@@ -18,9 +18,8 @@ import numpy as np
 
 from embeddings.config import IndexConfig
 from embeddings.store.embedded.index import Index
-from embeddings.store.embedded.sqlite import PassageVectors
-from embeddings.store.factory import iter_documents
 from embeddings.store.migrate import StoredModel
+from embeddings.store.records import PassageVectors
 
 NOISE = 0.015
 
@@ -40,7 +39,7 @@ def replicate(source_home: Path, target_home: Path, passages_wanted: int, *, see
     rng = np.random.default_rng(seed)
     held = 0
     try:
-        docs = list(iter_documents(source))
+        docs = list(source.store.export_documents())
         per_copy = sum(len(d.passages) for d, _ in docs)
         copies = max(1, -(-passages_wanted // max(per_copy, 1)))
         with target.writer() as writer:

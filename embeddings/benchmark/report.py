@@ -47,14 +47,14 @@ def format_table(report: BenchReport) -> str:
                     f"{_ratio(getattr(qabot, k), getattr(r, k)):>15}" for k, _, _, _ in SPEED_COLUMNS))
     datasets = sorted({r.dataset for r in report.recall})
     for ds in datasets:
-        rows = [r for r in report.recall if r.dataset == ds]
-        lines.append(f"\nrecall on {ds} (held-out questions: {rows[0].questions:,})")
+        recall_rows = [r for r in report.recall if r.dataset == ds]
+        lines.append(f"\nrecall on {ds} (held-out questions: {recall_rows[0].questions:,})")
         head = f"{'system':<20}{'R@1':>8}{'R@5':>8}{'R@10':>8}{'p50 ms':>9}"
         lines.append(head)
         lines.append("-" * len(head))
-        for r in rows:
-            lines.append(f"{r.system:<20}{r.recall['1']:>8.3f}{r.recall['5']:>8.3f}{r.recall['10']:>8.3f}"
-                         f"{r.query_ms_p50:>9.1f}")
+        for rr in recall_rows:
+            lines.append(f"{rr.system:<20}{rr.recall['1']:>8.3f}{rr.recall['5']:>8.3f}{rr.recall['10']:>8.3f}"
+                         f"{rr.query_ms_p50:>9.1f}")
     if report.dense:
         lines.append("\ndense index alone (one thread, 500 questions, recall@10 against exact search)")
         head = (f"{'vectors':>10}{'kind':>6}{'build s':>9}{'file MB':>9}{'load s':>8}{'p50 ms':>8}{'p95 ms':>8}"
@@ -91,10 +91,10 @@ def plot(report: BenchReport, path: Path) -> list[str]:
     if not titles:
         return []
     fig, axes = plt.subplots(1, len(titles), figsize=(5 * len(titles), 4.2), squeeze=False)
-    axes = list(axes[0])
+    panels = list(axes[0])
     sizes = sorted({r.size for r in report.speed})
     width = 0.8 / max(1, len(systems))
-    for ax, (key, title) in zip(axes, speed_panels, strict=False):
+    for ax, (key, title) in zip(panels, speed_panels, strict=False):
         for i, system in enumerate(systems):
             vals = []
             for size in sizes:
@@ -105,7 +105,7 @@ def plot(report: BenchReport, path: Path) -> list[str]:
         ax.set_xlabel("passages")
         ax.set_title(title, fontsize=10)
     if report.recall:
-        ax = axes[-1]
+        ax = panels[-1]
         datasets = sorted({r.dataset for r in report.recall})
         for i, system in enumerate(systems):
             vals = [next((r.recall["1"] for r in report.recall if r.system == system and r.dataset == d), 0.0)
@@ -114,7 +114,7 @@ def plot(report: BenchReport, path: Path) -> list[str]:
         ax.set_xticks([j + width * (len(systems) - 1) / 2 for j in range(len(datasets))], datasets)
         ax.set_ylim(0, 1)
         ax.set_title(recall_title, fontsize=10)
-    axes[0].legend(fontsize=8)
+    panels[0].legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

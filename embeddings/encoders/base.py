@@ -25,10 +25,22 @@ DEFAULT_BACKEND = TORCH_BACKEND
 
 
 class Encoder(Protocol):
-    name: str  # recorded in the index config; an index refuses another name
-    backend: str  # "torch", "openvino-int8", "onnx-int8" or "hashing": the runtime behind the same model name
-    dimension: int
-    max_tokens: int
+    # Read-only in the protocol: a lazy encoder computes dimension and max_tokens when first asked.
+    @property
+    def name(self) -> str:
+        """Recorded in the index config; an index refuses another name."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """"torch", "openvino-int8", "onnx-int8" or "hashing": the runtime behind the same model name."""
+        ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray: ...
 

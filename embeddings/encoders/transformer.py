@@ -56,8 +56,11 @@ class SentenceTransformerEncoder:
                 "Give QABOT_EMBED_MODEL a local sentence-transformers directory, or a model name already in the "
                 "Hugging Face cache (the hub is not contacted: HF_HUB_OFFLINE=1)."
             ) from exc
-        self.dimension = int(self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
-                             else self._model.get_sentence_embedding_dimension())
+        dimension = (self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension")
+                     else self._model.get_sentence_embedding_dimension())
+        if not dimension or not self._model.max_seq_length:
+            raise QabotError(f"The model {self.name!r} does not say its embedding dimension and sequence length")
+        self.dimension = int(dimension)
         self.max_tokens = int(self._model.max_seq_length)
         self._tokenizer = self._model.tokenizer
         self._pad_id = int(self._tokenizer.pad_token_id or 0)

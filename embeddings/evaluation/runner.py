@@ -19,8 +19,9 @@ from embeddings.encoders.base import Encoder
 from embeddings.evaluation.datasets import EvalDataset, EvalQuestion
 from embeddings.evaluation.metrics import MetricAccumulator
 from embeddings.ingest.pipeline import EmbedJob, embed_passages
-from embeddings.store.embedded.index import Index, keyword_text, now_iso
-from embeddings.store.embedded.sqlite import NewDocument, NewPassage
+from embeddings.store.base import IndexBackend, keyword_text, now_iso
+from embeddings.store.embedded.index import Index
+from embeddings.store.records import NewDocument, NewPassage
 from embeddings.text.chunking import split_sentences
 
 MODES = ("bm25", "dense", "fusion", "final")
@@ -99,7 +100,7 @@ class EvalRun:
         return out
 
 
-def evaluate(ds: EvalDataset, index: Index, encoder: Encoder, *, modes: tuple[str, ...] = ("final",),
+def evaluate(ds: EvalDataset, index: IndexBackend, encoder: Encoder, *, modes: tuple[str, ...] = ("final",),
              params: RetrievalParams | None = None, progress: bool | None = None,
              on_answer: Callable[[EvalQuestion, Any], None] | None = None) -> EvalRun:
     from tqdm import tqdm

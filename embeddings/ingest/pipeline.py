@@ -16,8 +16,8 @@ from embeddings.encoders.base import Encoder
 from embeddings.errors import FetchError, InputError, QabotError, UnsupportedInput, user_message
 from embeddings.ingest.fetch import fetch_url
 from embeddings.models import BASE_SCOPE
-from embeddings.store.embedded.index import Index, keyword_text, now_iso
-from embeddings.store.embedded.sqlite import NewDocument, NewPassage, PassageVectors
+from embeddings.store.base import IndexBackend, keyword_text, now_iso
+from embeddings.store.records import NewDocument, NewPassage, PassageVectors
 from embeddings.text.chunking import chunk_document
 from embeddings.text.extract import (
     MAX_INPUT_BYTES,
@@ -230,7 +230,7 @@ def read_source(ref: SourceRef, *, allow_private_urls: bool = False,
 
 
 class Ingestor:
-    def __init__(self, index: Index, *, allow_private_urls: bool = False,
+    def __init__(self, index: IndexBackend, *, allow_private_urls: bool = False,
                  fetch: Callable[..., object] = fetch_url) -> None:
         self.index = index
         self.allow_private_urls = allow_private_urls

@@ -18,16 +18,15 @@ ignores unknown fields."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
 import sqlite3
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+
+from embeddings.store.feedback import Feedback, FeedbackRow
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback_salt (
@@ -51,34 +50,9 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_question ON feedback(question);
 """
 
-GOLD_PREFIX_CHARS = 60
+class FeedbackStore(Feedback):
+    """Votes in the index's SQLite file (own connection: WAL, so votes never wait for an ingest)."""
 
-
-@dataclass(frozen=True)
-class FeedbackRow:
-    answer_key: str
-    user_hash: str
-    scope: str
-    question: str
-    answer: str
-    found: bool
-    passage_ids: tuple[int, ...]
-    cited_passage: str
-    vote: int
-    created_at: str
-
-
-def gold_prefix(passage: str, limit: int = GOLD_PREFIX_CHARS) -> str:
-    """The first ~``limit`` characters of a passage, cut back to a word boundary (an exact substring)."""
-    text = passage.lstrip()
-    if len(text) <= limit:
-        return text.rstrip()
-    cut = text[:limit]
-    space = cut.rfind(" ")
-    return (cut[:space] if space >= limit // 2 else cut).rstrip()
-
-
-class FeedbackStore:
     TABLE = "feedback"
 
     def __init__(self, db_path: Path) -> None:
@@ -88,10 +62,7 @@ class FeedbackStore:
         with self._lock:
             self._conn.executescript(SCHEMA)
             self._conn.execute("INSERT OR IGNORE INTO feedback_salt(k, salt) VALUES (1, ?)", (secrets.token_hex(16),))
-            self._salt = self._conn.execute("SELECT salt FROM feedback_salt WHERE k = 1").fetchone()[0]
-
-    def user_hash(self, user_id: int | str) -> str:
-        return hashlib.sha256(f"{self._salt}:{user_id}".encode()).hexdigest()
+            self.salt = self._conn.execute("SELECT salt FROM feedback_salt WHERE k = 1").fetchone()[0]
 
     def record(self, *, answer_key: str, user_id: int | str, scope: str, question: str, answer: str, found: bool,
                passage_ids: Sequence[int], cited_passage: str, vote: int) -> bool:
@@ -122,31 +93,18 @@ class FeedbackStore:
         return [FeedbackRow(r[0], r[1], r[2], r[3], r[4], bool(r[5]), tuple(json.loads(r[6])), r[7], r[8], r[9])
                 for r in rows]
 
-    def export(self, *, include_unlabelled: bool = False) -> list[dict[str, Any]]:
-        """Eval-question objects (see the module docstring for the mapping), one per distinct question."""
-        groups: dict[str, list[FeedbackRow]] = {}
-        for r in self.rows():
-            groups.setdefault(" ".join(r.question.split()).casefold(), []).append(r)
-        out: list[dict[str, Any]] = []
-        for key, rows in groups.items():
-            up = sum(1 for r in rows if r.vote > 0)
-            down = len(rows) - up
-            latest = max((r for r in rows if (r.vote > 0) == (up > down)), key=lambda r: r.created_at,
-                         default=rows[-1])
-            obj: dict[str, Any] = {"id": "fb-" + hashlib.sha1(key.encode()).hexdigest()[:10],
-                                   "question": latest.question}
-            if up > down and latest.found and gold_prefix(latest.cited_passage):
-                obj.update(answerable=True, gold_passage_contains=gold_prefix(latest.cited_passage),
-                           answer_contains=[])
-            elif up > down and not latest.found:
-                obj["answerable"] = False
-            elif include_unlabelled:
-                obj.update(answerable=None, needs_review=True)
-            else:
-                continue
-            obj.update(votes={"up": up, "down": down}, bot_answer=latest.answer, source="discord-feedback")
-            out.append(obj)
-        return out
+    def import_rows(self, salt: str, rows: Sequence[FeedbackRow]) -> None:
+        """`qabot migrate`: votes keep their user hashes, so the salt comes along (later votes must match)."""
+        with self._lock, self._conn:
+            self._conn.execute("BEGIN")
+            self._conn.execute("INSERT OR REPLACE INTO feedback_salt(k, salt) VALUES (1, ?)", (salt,))
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO feedback(answer_key, user_hash, scope, question, answer, found, passage_ids,"
+                " cited_passage, vote, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                [(r.answer_key, r.user_hash, r.scope, r.question, r.answer, int(r.found),
+                  json.dumps(list(r.passage_ids)), r.cited_passage, r.vote, r.created_at) for r in rows])
+            self._conn.execute("COMMIT")
+        self.salt = salt
 
     def close(self) -> None:
         with self._lock:

@@ -19,37 +19,31 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from filelock import FileLock, Timeout
 
-from embeddings.config import SCHEMA_VERSION, IndexConfig
+from embeddings.config import IndexConfig
 from embeddings.encoders.base import Encoder
-from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch
+from embeddings.errors import IndexBusy, IndexCorrupt
 from embeddings.models import BASE_SCOPE
+from embeddings.store.base import (
+    IntegrityReport,
+    StoreCapabilities,
+    check_compatible,
+    check_writer_backend,
+    keyword_text,
+    new_config,
+)
 from embeddings.store.embedded import atomic
 from embeddings.store.embedded.dense import DenseIndex
+from embeddings.store.embedded.feedback import FeedbackStore
 from embeddings.store.embedded.keyword import KeywordIndex
-from embeddings.store.embedded.sqlite import NewDocument, PassageRow, PassageVectors, Store
-
-
-def keyword_text(title: str, text: str) -> str:
-    # The headline is context for every passage: it names the story that a paragraph's "he" refers to.
-    return f"{title}\n{text}" if title else text
-
-
-@dataclass(frozen=True)
-class IntegrityReport:
-    generation: int
-    sqlite_passages: int
-    dense_vectors: int
-    keyword_rows: int
-    ok: bool
-    problems: tuple[str, ...] = ()
+from embeddings.store.embedded.sqlite import Store
+from embeddings.store.records import NewDocument, PassageRow, PassageVectors
 
 
 @dataclass
@@ -72,10 +66,14 @@ def _scopes_of(cached: np.ndarray, ids: np.ndarray, scopes: list[str]) -> np.nda
 
 
 class Index:
+    """The embedded store (IndexBackend): one directory, SQLite as the truth, FAISS + BM25 caches."""
+
     CONFIG = "config.json"
     DB = "qabot.sqlite3"
     ARTIFACTS = "artifacts.json"
     LOCK = "writer.lock"
+
+    capabilities = StoreCapabilities(kind="embedded")
 
     def __init__(self, home: Path, encoder: Encoder, *, create: bool = True) -> None:
         self.home = Path(home)
@@ -84,13 +82,11 @@ class Index:
             if not create:
                 raise IndexCorrupt(f"No qabot index at {self.home}: run `qabot ingest PATH` first")
             self.home.mkdir(parents=True, exist_ok=True)
-            cfg = IndexConfig(model=encoder.name, dimension=encoder.dimension, max_tokens=encoder.max_tokens,
-                              created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                              encoder_backend=encoder_backend(encoder))
+            cfg = new_config(encoder)
             atomic.write_text(self.home / self.CONFIG, cfg.to_json())
         self.config = self._read_config()
         check_compatible(self.config, self.encoder, str(self.home))
-        self.store = Store(self.home / self.DB)
+        self.store = Store(self.home / self.DB, self.config.dimension)
         self._lock = FileLock(str(self.home / self.LOCK))
         self._state_lock = threading.RLock()
         self._exclude_cache: dict[str, np.ndarray] = {}
@@ -98,7 +94,14 @@ class Index:
 
     # ---- config
     def _read_config(self) -> IndexConfig:
-        path = self.home / self.CONFIG
+        return self.read_config(self.home)
+
+    @classmethod
+    def read_config(cls, home: Path) -> IndexConfig:
+        """The config of the index at `home`, without opening it (IndexCorrupt when there is none)."""
+        path = Path(home) / cls.CONFIG
+        if not path.exists():
+            raise IndexCorrupt(f"No qabot index at {home}: run `qabot ingest PATH` first")
         try:
             return IndexConfig.from_json(path.read_text())
         except (OSError, ValueError, KeyError) as exc:
@@ -132,7 +135,7 @@ class Index:
             # instead of rebuilding what the writer is about to publish (~30 s at 100k passages).
             mid_ingest = (current is None and isinstance(published, int) and published < generation
                           and self._writer_active())
-            if published != generation and not mid_ingest:
+            if art is None or (published != generation and not mid_ingest):
                 break  # behind SQLite: a writer died before publishing (or a pre-segment index)
             try:
                 dense = DenseIndex.load(self.home / art["dense"], self.config.dimension)
@@ -144,6 +147,7 @@ class Index:
                     continue
                 break
             if mid_ingest and np.array_equal(dense.ids(), keyword.ids):
+                assert isinstance(published, int)  # mid_ingest says so
                 return _Caches(published, dense, keyword, _scopes_of(keyword.ids, ids, scopes))
             if np.array_equal(dense.ids(), ids) and np.array_equal(keyword.ids, ids):
                 return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
@@ -172,7 +176,7 @@ class Index:
         if len(new) and len(keyword) and new[0] < keyword.ids[-1]:
             keyword = KeywordIndex()  # ids only grow (AUTOINCREMENT); anything else is repaired from scratch
             gone, new = np.zeros(0, dtype=np.int64), ids
-        rows = self.store.iter_passage_texts(None if len(new) == len(ids) else new)
+        rows = self.store.iter_passage_texts(None if len(new) == len(ids) else new.tolist())
         keyword = keyword.updated(gone, new, (keyword_text(title, text) for _, text, title in rows))
         return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
 
@@ -315,6 +319,20 @@ class Index:
         return IntegrityReport(caches.generation, len(ids), len(caches.dense), len(caches.keyword),
                                not problems, tuple(problems))
 
+    @property
+    def location(self) -> str:
+        return str(self.home)
+
+    def describe(self) -> str:
+        # Where is `location` (kept out of here: two copies of one index describe themselves alike).
+        return "embedded (SQLite + FAISS + BM25)"
+
+    def feedback(self) -> FeedbackStore:
+        return FeedbackStore(self.home / self.DB)
+
+    def bulk_load(self) -> AbstractContextManager[None]:
+        return nullcontext()  # nothing to defer: the caches are built once per publish anyway
+
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
 
@@ -341,39 +359,3 @@ class Writer:
         with store.transaction() as conn:
             store.delete_document(conn, doc_id)
         self.changed = True
-
-
-
-def encoder_backend(encoder: Encoder) -> str:
-    return str(getattr(encoder, "backend", "torch"))
-
-
-def check_compatible(config: IndexConfig, encoder: Encoder, where: str, *, kind: str = "index",
-                     setting: str = "QABOT_HOME") -> None:
-    """Refuse to open an index (`kind` at `where`: "index" at a directory, "store" at a URL) that a newer
-    qabot wrote or another model built; `setting` names what picks another one."""
-    if config.schema_version > SCHEMA_VERSION:
-        raise IndexMismatch(f"The {kind} at {where} was written by a newer qabot (schema "
-                            f"{config.schema_version}); upgrade qabot.")
-    # Same name implies same dimension; comparing names avoids loading a lazy model just to open.
-    if config.model != encoder.name:
-        raise IndexMismatch(
-            f"The {kind} at {where} was built with model {config.model!r} ({config.dimension} dimensions), "
-            f"but qabot is set to use {encoder.name!r}. Set QABOT_EMBED_MODEL={config.model} or use another "
-            f"{setting}.")
-
-
-def check_writer_backend(config: IndexConfig, encoder: Encoder, where: str, *, kind: str = "index",
-                         setting: str = "QABOT_HOME") -> None:
-    """Reading with another runtime is fine (a question vector ~0.99 cosine to its fp32 self); writing would
-    leave one index holding vectors of two precisions, so it is refused."""
-    mine = encoder_backend(encoder)
-    if mine != config.encoder_backend and mine != "hashing":
-        raise IndexMismatch(
-            f"The {kind} at {where} was built with the {config.encoder_backend} encoder backend, but qabot is set "
-            f"to {mine} (QABOT_ENCODER_BACKEND). Ingest with QABOT_ENCODER_BACKEND={config.encoder_backend}, or "
-            f"build a new {kind} (another {setting}) with {mine}.")
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

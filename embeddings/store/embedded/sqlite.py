@@ -9,10 +9,11 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from embeddings.store.records import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,70 +55,13 @@ CREATE TABLE IF NOT EXISTS sentence_embeddings (hash TEXT PRIMARY KEY, vectors B
 """
 
 
-@dataclass(frozen=True)
-class DocumentRow:
-    id: int
-    doc_key: str
-    scope: str
-    source: str
-    title: str
-    outlet: str | None
-    published: str | None
-    ingested_at: str
-    content_hash: str
-    passages: int = 0
-
-
-@dataclass(frozen=True)
-class PassageRow:
-    id: int
-    doc_id: int
-    ordinal: int
-    paragraph: int
-    start: int
-    end: int
-    text: str
-    sentences: tuple[tuple[int, int], ...]  # offsets into the passage text
-    doc: DocumentRow
-
-
-@dataclass(frozen=True)
-class PassageVectors:
-    passage: np.ndarray    # (dimension,)
-    sentences: np.ndarray  # (sentences, dimension), in the passage's sentence order
-
-
-@dataclass(frozen=True)
-class NewPassage:
-    ordinal: int
-    paragraph: int
-    start: int
-    end: int
-    text: str
-    embed_hash: str
-    sentences: tuple[tuple[int, int], ...]  # offsets into the document text
-
-
-@dataclass(frozen=True)
-class NewDocument:
-    doc_key: str
-    scope: str
-    source: str
-    title: str
-    outlet: str | None
-    published: str | None
-    ingested_at: str
-    content_hash: str
-    text: str
-    passages: tuple[NewPassage, ...]
-
-
 IN_CHUNK = 500  # ids per IN list, far below SQLite's bound-variable limit
 _DOC_COLS = "d.id, d.doc_key, d.scope, d.source, d.title, d.outlet, d.published, d.ingested_at, d.content_hash"
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, dimension: int = 0) -> None:
+        self.dimension = dimension  # of the stored vectors (the index config's): export_documents reads them
         self.path = path
         # One connection shared by threads, serialised by a lock: the bot searches from worker threads.
         self._conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
@@ -156,7 +100,8 @@ class Store:
 
     # -- documents
     def _doc(self, row: Sequence) -> DocumentRow:
-        return DocumentRow(*row[:9], passages=row[9] if len(row) > 9 else 0)
+        passages = row[9] if len(row) > 9 else 0
+        return DocumentRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], passages)
 
     def documents(self, scope: str | None = None) -> list[DocumentRow]:
         sql = (f"SELECT {_DOC_COLS}, (SELECT COUNT(*) FROM passages p WHERE p.doc_id = d.id) FROM documents d")
@@ -294,3 +239,47 @@ class Store:
                 " (SELECT COUNT(*) FROM sentences), (SELECT COUNT(*) FROM embeddings)"
             ).fetchone()
         return {"documents": c[0], "passages": c[1], "sentences": c[2], "embeddings": c[3]}
+
+    def export_documents(self, batch: int = 200) -> Iterator[tuple[NewDocument, dict[str, PassageVectors]]]:
+        """Every document with its passages and stored vectors, in id order (what migrate copies). Reads on a
+        read-only connection of its own, so a long copy never holds the writer's connection."""
+        dim = self.dimension
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        try:
+            last = 0
+            while True:
+                docs = conn.execute("SELECT id, doc_key, scope, source, title, outlet, published, ingested_at,"
+                                    " content_hash, text FROM documents WHERE id > ? ORDER BY id LIMIT ?",
+                                    (last, batch)).fetchall()
+                if not docs:
+                    return
+                ids = [d[0] for d in docs]
+                marks = ",".join("?" * len(ids))
+                prow = conn.execute(
+                    'SELECT p.id, p.doc_id, p.ordinal, p.paragraph, p.start, p."end", p.text, p.embed_hash,'
+                    f" e.vector, s.vectors FROM passages p LEFT JOIN embeddings e ON e.hash = p.embed_hash"
+                    f" LEFT JOIN sentence_embeddings s ON s.hash = p.embed_hash WHERE p.doc_id IN ({marks})"
+                    " ORDER BY p.id", ids).fetchall()
+                pids = [r[0] for r in prow]
+                sents: dict[int, list[tuple[int, int]]] = {}
+                for i in range(0, len(pids), 500):
+                    part = pids[i:i + 500]
+                    for pid, s, e in conn.execute('SELECT passage_id, start, "end" FROM sentences WHERE passage_id IN'
+                                                  f' ({",".join("?" * len(part))}) ORDER BY passage_id, start', part):
+                        sents.setdefault(pid, []).append((s, e))
+                by_doc: dict[int, list[NewPassage]] = {}
+                vectors: dict[str, PassageVectors] = {}
+                for pid, doc_id, ordinal, paragraph, start, end, text, h, vec, mat in prow:
+                    by_doc.setdefault(doc_id, []).append(
+                        NewPassage(ordinal, paragraph, start, end, text, h, tuple(sents.get(pid, ()))))
+                    if vec is not None and h not in vectors:
+                        sentences = (np.frombuffer(mat, dtype=np.float32).reshape(-1, dim) if mat is not None
+                                     else np.zeros((0, dim), np.float32))
+                        vectors[h] = PassageVectors(np.frombuffer(vec, dtype=np.float32), sentences)
+                for d in docs:
+                    doc = NewDocument(d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9],
+                                      passages=tuple(by_doc.get(d[0], ())))
+                    yield doc, {p.embed_hash: vectors[p.embed_hash] for p in doc.passages if p.embed_hash in vectors}
+                last = ids[-1]
+        finally:
+            conn.close()

@@ -1,4 +1,4 @@
-"""Readers' votes in PostgreSQL: FeedbackStore's behaviour (salted user hashes, one vote per user and
+"""Readers' votes in PostgreSQL: the Feedback behaviour (salted user hashes, one vote per user and
 answer, the same export) on the store's own database, so every bot process records into one place."""
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from embeddings.store.embedded.feedback import FeedbackRow, FeedbackStore
+from embeddings.store.feedback import Feedback, FeedbackRow
 
 
-class PgFeedbackStore(FeedbackStore):
+class PgFeedbackStore(Feedback):
     def __init__(self, pool: Any) -> None:  # noqa: D107 - the pool belongs to the PgIndex, not to us
         self._pool = pool
         with pool.connection() as conn:
             conn.execute("INSERT INTO feedback_salt(k, salt) VALUES (1, %s) ON CONFLICT (k) DO NOTHING",
                          (secrets.token_hex(16),))
-            self._salt = conn.execute("SELECT salt FROM feedback_salt WHERE k = 1").fetchone()[0]
+            self.salt = conn.execute("SELECT salt FROM feedback_salt WHERE k = 1").fetchone()[0]
 
     def record(self, *, answer_key: str, user_id: int | str, scope: str, question: str, answer: str, found: bool,
                passage_ids: Sequence[int], cited_passage: str, vote: int) -> bool:
@@ -57,7 +57,7 @@ class PgFeedbackStore(FeedbackStore):
                     " ON CONFLICT (answer_key, user_hash) DO NOTHING",
                     [(r.answer_key, r.user_hash, r.scope, r.question, r.answer, r.found, json.dumps(list(r.passage_ids)),
                       r.cited_passage, r.vote, r.created_at) for r in rows])
-        self._salt = salt
+        self.salt = salt
 
     def close(self) -> None:
         pass

@@ -28,8 +28,6 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -38,8 +36,16 @@ from embeddings.config import IndexConfig
 from embeddings.encoders.base import Encoder
 from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch, QabotError
 from embeddings.models import BASE_SCOPE
-from embeddings.store.embedded.index import check_compatible, check_writer_backend, encoder_backend
-from embeddings.store.embedded.sqlite import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
+from embeddings.store.base import (
+    IntegrityReport,
+    StoreCapabilities,
+    check_compatible,
+    check_writer_backend,
+    keyword_text,
+    new_config,
+)
+from embeddings.store.feedback import Feedback
+from embeddings.store.records import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
 from embeddings.store.urls import check_read_urls, redact_url
 
 TS_CONFIG = "english"
@@ -96,16 +102,6 @@ _KEYWORD_SQL = (
     " extra AS (SELECT p.id, CASE WHEN p.tsv @@ tq.q THEN ts_rank(p.tsv, tq.q, 1) ELSE 0 END AS r"
     "   FROM passages p, tq WHERE p.id = ANY(%(also)s))"
     " SELECT id, r FROM top WHERE r > 0 UNION SELECT id, r FROM extra")
-
-
-@dataclass(frozen=True)
-class IntegrityReport:
-    generation: int
-    sqlite_passages: int  # named like index.IntegrityReport: the passages the database holds
-    dense_vectors: int
-    keyword_rows: int
-    ok: bool
-    problems: tuple[str, ...] = ()
 
 
 def _np(vec: Any) -> np.ndarray:
@@ -281,7 +277,7 @@ class PgStore:
                      doc.content_hash, doc.text)).fetchone()[0]
                 staged.extend((len(staged), doc_id, doc.scope, p.ordinal, p.paragraph, p.start, p.end, p.text,
                                p.embed_hash, [s for s, _ in p.sentences], [e for _, e in p.sentences],
-                               _keyword_text(doc.title, p.text)) for p in doc.passages)
+                               keyword_text(doc.title, p.text)) for p in doc.passages)
             if staged:
                 with cur.copy("COPY qabot_stage_passages FROM STDIN") as copy:
                     for row in staged:
@@ -314,12 +310,6 @@ class PgStore:
         cur.execute("SELECT hash FROM embeddings WHERE hash = ANY(%s) ORDER BY hash FOR UPDATE", (cand,))
         cur.execute("DELETE FROM embeddings e WHERE e.hash = ANY(%s) AND NOT EXISTS"
                     " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)", (cand,))
-
-
-def _keyword_text(title: str, text: str) -> str:
-    # Same as index.keyword_text (the headline is context for every passage); not imported so that this
-    # module does not load FAISS and bm25s.
-    return f"{title}\n{text}" if title else text
 
 
 class PgWriter:
@@ -356,7 +346,6 @@ class PgIndex:
     `read_urls` (QABOT_STORE_READ): streaming replicas of that primary for the question path; writes, and
     the reads that decide them, stay on `url`. Empty: everything on `url`."""
 
-    DB = ""  # no file: feedback lives in the database too (feedback_store below)
     # HNSW candidate list per query (pgvector's default is 40; >= k is needed for k results). 100k passages
     # (docs/scale.md): 100 -> recall@10 0.88, 400 -> 0.91 (p50 5 -> 14 ms): recall is worth the milliseconds.
     EF_SEARCH = 400
@@ -420,7 +409,7 @@ class PgIndex:
         where = redact_url(url)
         try:
             with psycopg.connect(url, connect_timeout=10) as conn:
-                exists = conn.execute("SELECT to_regclass('qabot_meta') IS NOT NULL").fetchone()[0]
+                exists = (conn.execute("SELECT to_regclass('qabot_meta') IS NOT NULL").fetchone() or (False,))[0]
                 row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone() if exists else None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"Cannot use the PostgreSQL read replica at {where}: {str(exc).strip()}") from exc
@@ -433,10 +422,16 @@ class PgIndex:
                                 f"{self.home} holds {self.config.model!r}: QABOT_STORE_READ must name replicas of "
                                 "QABOT_STORE.")
 
+    capabilities = StoreCapabilities(kind="postgresql", bulk_load=True, shared=True, read_replicas=True)
+
+    @property
+    def location(self) -> str:
+        return self.home  # the redacted URL
+
     def describe(self) -> str:
-        """Where the store is, passwords masked: the primary, and the replicas answers read from."""
+        """The kind and where it is, passwords masked: the primary, and the replicas answers read from."""
         reads = ", ".join(redact_url(u) for u in self.read_urls)
-        return f"{self.home}; reads from {reads}" if reads else self.home
+        return f"postgresql ({self.home}; reads from {reads})" if reads else f"postgresql ({self.home})"
 
     # ---- config (in qabot_meta, so the store describes itself)
     def _load_config(self, conn: Any, create: bool, bind: Callable[..., None]) -> IndexConfig:
@@ -449,9 +444,7 @@ class PgIndex:
                 row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
                 if row is None:
                     enc = self.encoder
-                    cfg = IndexConfig(model=enc.name, dimension=enc.dimension, max_tokens=enc.max_tokens,
-                                      created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                                      encoder_backend=encoder_backend(enc))
+                    cfg = new_config(enc)
                     bind(conn, cfg.dimension)
                     conn.execute("INSERT INTO qabot_meta(key, value) VALUES ('config', %s)", (cfg.to_json(),))
                     return cfg
@@ -587,7 +580,7 @@ class PgIndex:
                                " AND c.relnamespace = to_regnamespace(current_schema())").fetchone()
         return int(row[0])
 
-    def feedback_store(self) -> Any:
+    def feedback(self) -> Feedback:
         from embeddings.store.postgres.feedback import PgFeedbackStore
 
         return PgFeedbackStore(self._pool)
@@ -596,3 +589,17 @@ class PgIndex:
         for pool in self._read_pools:
             pool.close()
         self._pool.close()
+
+
+def read_stored_config(url: str) -> IndexConfig:
+    """The config a PostgreSQL store holds, read on one short connection (no pool, no pgvector needed)."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
+    except psycopg.Error:
+        row = None
+    if row is None:
+        raise IndexCorrupt(f"No qabot store at {redact_url(url)}: run `qabot ingest PATH` first")
+    return IndexConfig.from_json(row[0])
