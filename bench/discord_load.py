@@ -40,7 +40,7 @@ from embeddings.settings import (
     BotSettings,  # noqa: E402
     Settings,
 )
-from tests.fakediscord import FakeDiscord  # noqa: E402
+from tests.fakes.fake_discord import FakeDiscord  # noqa: E402
 
 GUILD, CHANNEL = 111111111111111111, 333333333333333333
 LAG_LIMIT_MS = 100.0

@@ -289,7 +289,7 @@ def run_size(n: int, args, base, texts, qv, qtexts, gold, server_url: str | None
     # ---- PostgreSQL: bulk load (index built once), then an incremental tail with the index live
     url = args.pg_url or server_url
     if not args.pg_url:
-        from tests.pgfixture import create_database
+        from tests.fakes.postgres import create_database
 
         url = create_database(server_url)
     pg = PgIndex(url, model, pool_size=2)
@@ -324,7 +324,7 @@ def run_size(n: int, args, base, texts, qv, qtexts, gold, server_url: str | None
         result["postgresql_naive_filter"] = naive_guild_recall(url, qv, guild_of_query, ids, id_scopes, pg_vecs,
                                                                PgIndex.EF_SEARCH)
     if not args.pg_url:
-        from tests.pgfixture import drop_database
+        from tests.fakes.postgres import drop_database
 
         drop_database(server_url, url)
     print(json.dumps(result, indent=1), file=sys.stderr)

@@ -9,7 +9,7 @@ import pytest
 
 from embeddings.service import QAService
 from embeddings.settings import Settings
-from tests.pgfixture import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures (one server per session)
+from tests.fakes.postgres import pg_server, pg_url  # noqa: F401 - PostgreSQL fixtures (one server per session)
 from tests.support import SEEDS, make_service
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

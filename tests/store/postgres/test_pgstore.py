@@ -128,7 +128,7 @@ def test_questions_read_the_replica_and_writes_go_to_the_primary(pg_server, pg_u
     """The "replica" is a read-only copy of the primary taken after the first ingest: answers must come from
     it (so they cannot see what was ingested after the copy: replica lag), every write must reach the
     primary (a write on the copy would fail: its sessions are read-only)."""
-    from tests.pgfixture import copy_database, drop_database, read_only
+    from tests.fakes.postgres import copy_database, drop_database, read_only
 
     first = pg_service(pg_url)
     first.ingest([str(SEEDS)], progress=False)

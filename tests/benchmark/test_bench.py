@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -152,7 +151,7 @@ def test_peak_rss_is_the_workers_own_not_its_parents():
             " print(peak_rss_mb())'], capture_output=True, text=True, check=True).stdout\n"
             "print(float(out), big.sum() > 0)\n")
     child_mb = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                    cwd=str(Path(__file__).resolve().parents[1])).stdout.split()[0])
+                                    cwd=str(ROOT)).stdout.split()[0])
     assert 5 < child_mb < 300, child_mb
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,8 +17,7 @@ from embeddings.text.chunking import (
     paragraph_spans,
     split_sentences,
 )
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"
 

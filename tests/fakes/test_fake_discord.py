@@ -12,7 +12,7 @@ import pytest
 from discord import app_commands
 from discord.ext import commands
 
-from tests.fakediscord import FakeDiscord, message_errors
+from tests.fakes.fake_discord import FakeDiscord, message_errors
 
 GUILD = 111111111111111111
 CHANNEL = 333333333333333333

@@ -28,8 +28,8 @@ from embeddings.evaluation import (
     percentile,
     recall_at_k,
 )
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EVAL_ROOT = ROOT.parent / "shared" / "eval"
 needs_eval = pytest.mark.skipif(
     not (EVAL_ROOT / "squad_v1_dev").is_dir(), reason=f"shared eval data absent at {EVAL_ROOT}"

@@ -29,8 +29,8 @@ from embeddings.ingest.fetch import fetch_url
 from embeddings.ingest.pipeline import Ingestor
 from embeddings.service import QAService
 from embeddings.settings import Settings
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"
 MODEL = "hashing:64"
 

@@ -20,16 +20,6 @@ from embeddings.store.embedded.index import Index
 from tests.support import ARTICLE, SEEDS, make_service, write
 
 
-def test_ingest_then_reingest_is_noop_and_embeds_nothing(hashing_service, tmp_path):
-    f = write(tmp_path / "ferry.txt", ARTICLE)
-    first = hashing_service.ingest([str(f)], progress=False)
-    assert first.count("added") == 1 and first.embedded >= 1
-    gen = hashing_service.index.store.generation()
-    again = hashing_service.ingest([str(f)], progress=False)
-    assert again.count("unchanged") == 1 and again.embedded == 0
-    assert hashing_service.index.store.generation() == gen  # nothing written
-
-
 def test_changed_document_replaces_its_passages_and_reuses_unchanged_embeddings(hashing_service, tmp_path):
     # Paragraphs long enough to be passages of their own, so one edit leaves the others unchanged.
     paras = [" ".join(f"{topic} sentence {i} about the harbour ferry plan." for i in range(12))
@@ -136,25 +126,6 @@ def test_caches_rebuilt_from_sqlite_without_reembedding(tmp_path, damage):
     assert CountingEncoder.calls == 0, "recovery must use stored embeddings"
     assert json.loads((home / "artifacts.json").read_text())["generation"] == index.store.generation()
     index.close()
-
-
-def test_guild_scope_isolation(hashing_service, tmp_path):
-    idx = hashing_service.index
-    a = write(tmp_path / "a.txt", ARTICLE)
-    b = write(tmp_path / "b.txt", ARTICLE.replace("Northport", "Southport").replace("ferry", "tram"))
-    hashing_service.ingest([str(a)], scope=guild_scope(1), progress=False)
-    hashing_service.ingest([str(b)], scope=guild_scope(2), progress=False)
-    hashing_service.ingest([str(SEEDS)], progress=False)
-    for guild, mine, other in ((1, "Northport", "Southport"), (2, "Southport", "Northport")):
-        ans = hashing_service.ask(f"route between {mine} {other} Carrow", k=20, scope=guild_scope(guild))
-        texts = " ".join(p.text for p in ans.passages)
-        assert mine in texts and other not in texts
-    base = hashing_service.ask("route between Northport Southport", k=20)
-    assert all("Northport" not in p.text and "Southport" not in p.text for p in base.passages)
-    qvec = hashing_service.encoder.encode(["Southport tram"])[0]
-    ids, _ = idx.dense_search(qvec, 50, guild_scope(1))
-    owners = {r.doc.scope for r in idx.passages(ids.tolist()).values()}
-    assert guild_scope(2) not in owners and np.all(ids >= 0)
 
 
 def test_lookups_span_several_in_list_chunks(hashing_service, monkeypatch):

@@ -23,7 +23,7 @@ from bot.render import (
     trim,
 )
 from embeddings.models import Answer, AnswerSentence, Citation, PassageHit
-from tests.fakediscord import message_errors
+from tests.fakes.fake_discord import message_errors
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

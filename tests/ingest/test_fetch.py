@@ -14,7 +14,6 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,8 +22,6 @@ import pytest
 from embeddings.errors import FetchError, InputError
 from embeddings.ingest import fetch
 from embeddings.ingest.fetch import FetchedPage, fetch_url, is_public_address
-
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.timeout(30)  # a regression in the deadline should fail, not hang the suite
 

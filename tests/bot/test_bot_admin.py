@@ -22,7 +22,7 @@ from embeddings.models import BASE_SCOPE, guild_scope
 from embeddings.service import QAService
 from embeddings.settings import BotSettings, Settings
 from embeddings.store.embedded.feedback import FeedbackStore
-from tests.fakediscord import FakeDiscord
+from tests.fakes.fake_discord import FakeDiscord
 
 GUILD = 111111111111111111
 CHANNEL = 333333333333333333

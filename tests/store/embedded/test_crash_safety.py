@@ -54,10 +54,10 @@ from embeddings.service import QAService
 from embeddings.settings import Settings
 from embeddings.store.base import keyword_text
 from embeddings.store.embedded.index import Index
+from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
 MODEL = "hashing:64"
 N_DOCS = 60
 TRIALS = 28

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import string
 import textwrap
-from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
@@ -13,8 +12,7 @@ from hypothesis import strategies as st
 from embeddings.errors import EmptyDocument, InputError, UnsupportedInput
 from embeddings.text import extract as ex
 from embeddings.text.extract import ExtractedArticle, decode_text, extract, kind_for_path
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"
 
