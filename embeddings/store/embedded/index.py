@@ -76,6 +76,13 @@ def _scopes_of(cached: np.ndarray, ids: np.ndarray, scopes: list[str]) -> np.nda
     return np.array([known.get(i, GONE_SCOPE) for i in cached.tolist()], dtype=object)
 
 
+def _zero_vectors(dense: DenseIndex, chunk: int = 4096) -> int:
+    """How many vectors of the dense cache are all zeros (a passage whose embedding was lost)."""
+    ids = dense.ids()
+    return sum(int(np.count_nonzero(~dense.vectors(ids[i:i + chunk]).any(axis=1)))
+               for i in range(0, len(ids), chunk))
+
+
 class Index:
     CONFIG = "config.json"
     DB = "qabot.sqlite3"
@@ -317,6 +324,12 @@ class Index:
             problems.append("BM25 rows differ from SQLite passages")
         if caches.generation != self.store.generation():
             problems.append("caches are behind the database generation")
+        missing = self.store.count_passages_without_embedding()
+        if missing:
+            problems.append(f"{missing} passages have no stored embedding (dense search cannot find them)")
+        zero = _zero_vectors(caches.dense)
+        if zero:
+            problems.append(f"{zero} FAISS vectors are all zeros")
         return IntegrityReport(caches.generation, len(ids), len(caches.dense), len(caches.keyword),
                                not problems, tuple(problems))
 
@@ -337,8 +350,16 @@ class Writer:
     def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
         store = self._index.store
         with store.transaction() as conn:
-            for doc in docs:
-                store.put_document(conn, doc, vectors)
+            # One orphan sweep after every document is in: a document of this batch may reuse an embedding
+            # that the replacement of another one (earlier in the batch) no longer uses.
+            replaces = any(conn.execute("SELECT 1 FROM documents WHERE scope = ? AND source = ?",
+                                        (doc.scope, doc.source)).fetchone() for doc in docs)
+            doc_ids = [store.put_document(conn, doc, vectors, sweep=False) for doc in docs]
+            if replaces:  # only a replacement can orphan embeddings; the sweep is a full scan
+                store.drop_orphan_embeddings(conn)
+            if store.passages_without_embedding(conn, doc_ids):  # never commit a passage without its vector
+                raise IndexCorrupt("Internal error: a passage of this batch has no embedding; nothing of the "
+                                   "batch was committed. Please report this with the command you ran.")
         self.changed = True
 
     def delete_document(self, doc_id: int) -> None:

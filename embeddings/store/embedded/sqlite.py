@@ -194,8 +194,12 @@ class Store:
             rows = self._select_in("SELECT hash FROM embeddings WHERE hash IN ({q})", list(dict.fromkeys(hashes)))
         return {r[0] for r in rows}
 
-    def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, PassageVectors]) -> int:
-        """Insert or replace (same scope and source) a document with its passages; inside a transaction."""
+    def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, PassageVectors], *,
+                     sweep: bool = True) -> int:
+        """Insert or replace (same scope and source) a document with its passages; inside a transaction.
+        A replacement drops the embeddings no passage uses any more, unless `sweep` is False: a caller
+        putting several documents sweeps once after the last (drop_orphan_embeddings), because a later
+        document of the same transaction may reuse an embedding an earlier replacement left unused."""
         replaced = conn.execute("DELETE FROM documents WHERE scope = ? AND source = ?",
                                 (doc.scope, doc.source)).rowcount
         cur = conn.execute(
@@ -219,9 +223,30 @@ class Store:
             pid = pcur.lastrowid
             conn.executemany('INSERT INTO sentences(passage_id, start, "end") VALUES (?,?,?)',
                              [(pid, s, e) for s, e in p.sentences])
-        if replaced:  # only a replacement can orphan embeddings; the sweep is a full scan
+        if replaced and sweep:  # only a replacement can orphan embeddings; the sweep is a full scan
             self._drop_orphan_embeddings(conn)
         return doc_id
+
+    def drop_orphan_embeddings(self, conn: sqlite3.Connection) -> None:
+        self._drop_orphan_embeddings(conn)
+
+    @staticmethod
+    def passages_without_embedding(conn: sqlite3.Connection, doc_ids: Sequence[int] | None = None) -> int:
+        """Passages (of `doc_ids`, or all) whose embedding row is missing: their vector would be zeros."""
+        sql = ("SELECT COUNT(*) FROM passages p LEFT JOIN embeddings e ON e.hash = p.embed_hash"
+               " WHERE e.hash IS NULL")
+        if doc_ids is None:
+            return int(conn.execute(sql).fetchone()[0])
+        ids = [int(i) for i in doc_ids]
+        total = 0
+        for i in range(0, len(ids), IN_CHUNK):
+            part = ids[i:i + IN_CHUNK]
+            total += int(conn.execute(sql + f" AND p.doc_id IN ({','.join('?' * len(part))})", part).fetchone()[0])
+        return total
+
+    def count_passages_without_embedding(self) -> int:
+        with self._lock:
+            return self.passages_without_embedding(self._conn)
 
     def delete_document(self, conn: sqlite3.Connection, doc_id: int) -> None:
         conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
