@@ -57,3 +57,45 @@ def test_integrity_reports_a_passage_without_its_embedding(tmp_path):
     report = svc.index.integrity()
     assert not report.ok and any("embedding" in p for p in report.problems), report
     svc.close()
+
+
+# ------------------------------------------------------------------ 5: two processes on one directory
+
+
+@pytest.mark.parametrize("then", ["ingest", "remove"])
+def test_a_long_lived_service_writes_after_another_one_replaced_its_cache_files(tmp_path, then):
+    """The bot (A) holds caches loaded from dense-<g>.faiss; a CLI ingest (B) publishes g+1 and deletes
+    them. A's next write must not read the deleted file again."""
+    home = tmp_path / "idx"
+    first = make_service(home)
+    assert first.ingest([str(write(tmp_path / "one.txt", doc("One", "seal colony")))], progress=False).ok
+    first.close()
+    a = make_service(home)  # loads (memory-maps) the published caches
+    b = make_service(home)
+    assert b.ingest([str(write(tmp_path / "two.txt", doc("Two", "ferry route")))], progress=False).ok
+    b.close()
+    if then == "ingest":
+        assert a.ingest([str(write(tmp_path / "three.txt", doc("Three", "lighthouse")))], progress=False).ok
+        assert {d.title for d in a.documents()} == {"One", "Two", "Three"}
+    else:
+        assert a.remove("One") == ["One"]
+        assert {d.title for d in a.documents()} == {"Two"}
+    assert a.index.integrity().ok
+    assert_vectors_stored_and_nonzero(a)
+    a.close()
+
+
+@pytest.mark.parametrize("ivf", [False, True])
+def test_a_memory_mapped_dense_index_stays_writable_after_its_file_is_deleted(tmp_path, ivf):
+    from embeddings.store.embedded.dense import DenseIndex
+
+    vectors = np.random.default_rng(0).random((400, 16), dtype=np.float32)
+    dense = DenseIndex(16)
+    dense.add(np.arange(400), vectors)
+    dense.fit_size(100 if ivf else None)
+    dense.save(tmp_path / "dense-1.faiss")
+    mapped = DenseIndex.load(tmp_path / "dense-1.faiss", 16)
+    (tmp_path / "dense-1.faiss").unlink()  # another process published generation 2
+    mapped.add([1000], np.ones((1, 16), dtype=np.float32))
+    assert len(mapped) == 401 and mapped.kind == ("ivf" if ivf else "flat")
+    np.testing.assert_array_equal(mapped.vectors([5, 399]), vectors[[5, 399]])

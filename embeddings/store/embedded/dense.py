@@ -100,8 +100,13 @@ class DenseIndex:
     def _writable(self) -> None:
         # A memory-mapped IVF aborts the process on a write (faiss asserts), so writers read a private copy.
         if self._mapped:
-            assert self._path is not None
-            self._index = _faiss().read_index(str(self._path))
+            faiss = _faiss()
+            try:
+                self._index = faiss.read_index(str(self._path))
+            except RuntimeError:
+                # Another process published a newer generation and deleted our file; the mapping still
+                # holds its bytes, so copy from memory instead.
+                self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
             self._mapped = False
 
     def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:

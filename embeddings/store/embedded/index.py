@@ -235,6 +235,9 @@ class Index:
             raise IndexBusy(f"Another qabot process is writing to {self.home}; try again when it finishes.") from None
         w = Writer(self)
         try:
+            # Start from what another process (a CLI ingest next to the bot) may have published meanwhile:
+            # the files our caches were loaded from may be gone.
+            self.refresh()
             yield w
         finally:
             try:
