@@ -170,7 +170,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         for k, v in data.items():
             print(f"{k:12} {v}")
-    return 0
+    return 0 if report.ok else 1  # scripts and monitoring see a real integrity failure
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

@@ -491,3 +491,18 @@ def test_mixed_run_ingests_the_good_url_and_reports_the_bad_one(server, svc):
     answer = svc.ask("Why will the Skerryvane lighthouse be staffed again?")
     assert answer.passages and answer.passages[0].citation.source == base + "/good"
     assert svc.index.integrity().ok
+
+
+# ------------------------------------------------------------------ store faults through the CLI
+
+
+def test_stats_exits_1_when_integrity_really_fails(home):
+    import sqlite3
+
+    con = sqlite3.connect(home / "qabot.sqlite3")
+    con.execute("DELETE FROM embeddings WHERE hash = (SELECT embed_hash FROM passages LIMIT 1)")
+    con.commit()
+    con.close()
+    proc = run_qabot(home, "stats", "--json")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "no stored embedding" in json.loads(proc.stdout)["integrity"]

@@ -99,3 +99,35 @@ def test_a_memory_mapped_dense_index_stays_writable_after_its_file_is_deleted(tm
     mapped.add([1000], np.ones((1, 16), dtype=np.float32))
     assert len(mapped) == 401 and mapped.kind == ("ivf" if ivf else "flat")
     np.testing.assert_array_equal(mapped.vectors([5, 399]), vectors[[5, 399]])
+
+
+# ------------------------------------------------------------------ 10: stats during an ingest, and its exit code
+
+
+def test_integrity_is_ok_while_another_process_is_mid_ingest(tmp_path, monkeypatch):
+    """SQLite runs ahead of the published caches while a writer holds the lock: that is the published
+    generation being served, not a fault, for a reader opened before the ingest or during it."""
+    monkeypatch.setattr(pipeline, "COMMIT_EVERY_PASSAGES", 1)
+    home = tmp_path / "idx"
+    writer = make_service(home)
+    assert writer.ingest([str(write(tmp_path / "one.txt", doc("One", "seal colony")))], progress=False).ok
+    published = writer.index.store.generation()
+    before = make_service(home)
+    seen = []
+
+    def check(_outcomes):
+        during = make_service(home)
+        for svc in (before, during):
+            report = svc.index.integrity()
+            seen.append(report)
+            assert report.ok, report.problems
+            assert report.generation == published < svc.index.store.generation()
+        during.close()
+
+    files = [str(write(tmp_path / f"{n}.txt", doc(n, f"{n} topic"))) for n in ("two", "three")]
+    assert writer.ingest(files, progress=False, on_commit=check).ok
+    assert len(seen) == 4
+    after = before.index.integrity()  # the writer has published: the reader catches up
+    assert after.ok and after.generation == writer.index.store.generation()
+    for svc in (writer, before):
+        svc.close()

@@ -133,8 +133,7 @@ class Index:
         repair starts from them, so it tokenizes only the passages they lack."""
         reuse = current.keyword if current is not None else None
         for _ in range(LOAD_ATTEMPTS):
-            generation = self.store.generation()
-            ids, scopes = self.store.passage_ids_and_scopes()
+            generation, ids, scopes = self.store.snapshot()
             art = self._read_artifacts()
             published = art.get("generation") if art else None
             if isinstance(published, int) and published > generation:
@@ -318,15 +317,32 @@ class Index:
 
     # ---- checks
     def integrity(self) -> IntegrityReport:
-        ids, _ = self.store.passage_ids_and_scopes()
-        caches = self._caches
+        """Caches against SQLite. While another process is mid-ingest (it holds the writer lock and has
+        committed batches it has not published yet) SQLite is ahead of every published cache by design:
+        then the published generation this process serves is checked on its own (FAISS and BM25 agree)."""
+        for _ in range(LOAD_ATTEMPTS):
+            self.refresh()
+            generation, ids, _ = self.store.snapshot()
+            caches = self._caches
+            if caches.generation == generation:
+                break
+            if caches.generation < generation and self._writer_active():
+                return self._report(caches, ids, mid_ingest=True)
+            # A writer committed and published (or finished) between our reads: catch up and look again.
+        return self._report(caches, ids, mid_ingest=False, behind=caches.generation != generation)
+
+    def _report(self, caches: _Caches, ids: np.ndarray, *, mid_ingest: bool, behind: bool = False) -> IntegrityReport:
         problems = []
-        if not np.array_equal(caches.dense.ids(), ids):
-            problems.append("FAISS ids differ from SQLite passages")
-        if not np.array_equal(caches.keyword.ids, ids):
-            problems.append("BM25 rows differ from SQLite passages")
-        if caches.generation != self.store.generation():
-            problems.append("caches are behind the database generation")
+        if mid_ingest:
+            if not np.array_equal(caches.dense.ids(), caches.keyword.ids):
+                problems.append("FAISS ids differ from BM25 rows in the published caches")
+        else:
+            if not np.array_equal(caches.dense.ids(), ids):
+                problems.append("FAISS ids differ from SQLite passages")
+            if not np.array_equal(caches.keyword.ids, ids):
+                problems.append("BM25 rows differ from SQLite passages")
+            if behind:
+                problems.append("caches are behind the database generation")
         missing = self.store.count_passages_without_embedding()
         if missing:
             problems.append(f"{missing} passages have no stored embedding (dense search cannot find them)")
@@ -337,7 +353,13 @@ class Index:
                                not problems, tuple(problems))
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
+        total = 0
+        for p in self.home.rglob("*"):
+            try:  # a writer may delete an old generation's files while we count
+                total += p.stat().st_size if p.is_file() else 0
+            except OSError:
+                pass
+        return total
 
     def close(self) -> None:
         self.store.close()

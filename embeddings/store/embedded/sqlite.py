@@ -257,6 +257,18 @@ class Store:
         conn.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT embed_hash FROM passages)")
         conn.execute("DELETE FROM sentence_embeddings WHERE hash NOT IN (SELECT embed_hash FROM passages)")
 
+    def snapshot(self) -> tuple[int, np.ndarray, list[str]]:
+        """The generation with its passage ids and scopes, read in one transaction (one consistent state,
+        even while a writer commits)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                generation = self.generation()
+                ids, scopes = self.passage_ids_and_scopes()
+            finally:
+                self._conn.execute("COMMIT")
+        return generation, ids, scopes
+
     # -- passages
     def passage_ids_and_scopes(self) -> tuple[np.ndarray, list[str]]:
         with self._lock:
