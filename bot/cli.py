@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from embeddings.errors import InputError, QabotError, exit_code, user_message
+from embeddings.errors import InputError, QabotError, exit_code, storage_error, user_message
 
 SAMPLE_QUESTION = "why did Egypt cut ties with Iran?"
 
@@ -478,6 +478,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (QabotError, KeyboardInterrupt) as exc:
+        print(f"qabot: {user_message(exc)}", file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # a full disk or read-only medium that no layer translated: one line, not a traceback
+        if storage_error(exc) is None:
+            raise
         print(f"qabot: {user_message(exc)}", file=sys.stderr)
         return exit_code(exc)
 

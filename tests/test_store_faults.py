@@ -3,10 +3,13 @@ damaged files, and processes that share one index directory."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from embeddings.ingest import pipeline
+from tests.faults import storage_fault, tree_state
 from tests.support import make_service, write
 
 
@@ -131,3 +134,117 @@ def test_integrity_is_ok_while_another_process_is_mid_ingest(tmp_path, monkeypat
     assert after.ok and after.generation == writer.index.store.generation()
     for svc in (writer, before):
         svc.close()
+
+
+# ------------------------------------------------------------------ 4 and 6: full disk, read-only medium
+
+
+def _built(tmp_path, damage: bool = True):
+    """An index of two documents; with `damage`, its artifacts.json is gone, so opening must repair."""
+    home = tmp_path / "idx"
+    svc = make_service(home)
+    assert svc.ingest([str(write(tmp_path / "one.txt", doc("One", "seal colony"))),
+                       str(write(tmp_path / "two.txt", doc("Two", "ferry route")))], progress=False).ok
+    want = [p.passage_id for p in svc.ask("seal colony report", k=3).passages]
+    svc.close()
+    if damage:
+        (home / "artifacts.json").unlink()
+    return home, want
+
+
+def _temp_files(home):
+    return sorted(p.name for p in home.rglob("*") if ".tmp" in p.name or p.name.startswith(".qabot-probe"))
+
+
+@pytest.mark.parametrize("kind", ["full", "read-only"])
+def test_reading_works_when_repaired_caches_cannot_be_saved(tmp_path, kind):
+    home, want = _built(tmp_path)
+    before = tree_state(home)
+    with storage_fault(home, kind):
+        svc = make_service(home)  # the repair is served from memory
+        assert [p.passage_id for p in svc.ask("seal colony report", k=3).passages] == want
+        assert svc.index.integrity().ok
+        assert svc.stats().documents == 2
+        svc.close()
+    assert not _temp_files(home), "a failed save left temp files"
+    assert not (home / "artifacts.json").exists()
+    if kind == "read-only":
+        assert tree_state(home) == before, "a read-only index was modified"
+    svc = make_service(home)  # space again: the next open saves the repair
+    assert svc.index.integrity().ok and (home / "artifacts.json").exists()
+    svc.close()
+
+
+@pytest.mark.parametrize("kind, says", [("full", "is full"), ("read-only", "cannot be written")])
+def test_writing_says_in_one_line_why_it_cannot(tmp_path, kind, says):
+    from embeddings.errors import StorageError, user_message
+
+    home, _ = _built(tmp_path, damage=False)
+    article = write(tmp_path / "three.txt", doc("Three", "lighthouse"))
+    with storage_fault(home, kind):
+        svc = make_service(home)
+        for attempt in (lambda: svc.ingest([str(article)], progress=False), lambda: svc.remove("One")):
+            with pytest.raises(StorageError) as err:
+                attempt()
+            assert says in user_message(err.value) and "\n" not in user_message(err.value)
+        assert svc.ask("seal colony report").passages
+        svc.close()
+    assert not _temp_files(home)
+    svc = make_service(home)
+    assert svc.index.integrity().ok
+    svc.close()
+
+
+def _can_mount() -> bool:
+    import shutil as sh
+    import subprocess
+
+    if sh.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+                           capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount(), reason="needs mount namespaces (root or CAP_SYS_ADMIN)")
+@pytest.mark.parametrize("medium", ["full-tmpfs", "read-only-bind-mount"])
+def test_real_full_disk_and_read_only_mount_through_the_cli(tmp_path, medium):
+    """The real thing, in a private mount namespace: ask and stats answer, ingest and rm fail in one line,
+    and nothing (not even a temp file) is left behind."""
+    import os
+    import subprocess
+    import sys
+
+    home, _ = _built(tmp_path, damage=medium == "full-tmpfs")  # a full disk must also repair in memory
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    article = write(tmp_path / "three.txt", doc("Three", "lighthouse"))
+    if medium == "full-tmpfs":
+        setup = (f"mount -t tmpfs -o size=1m tmpfs {mnt} && cp -a {home} {mnt}/idx && "
+                 f"(dd if=/dev/zero of={mnt}/fill bs=4k 2>/dev/null; true)")
+    else:
+        setup = f"cp -a {home} {mnt}/idx && mount --bind {mnt} {mnt} && mount -o remount,ro,bind {mnt}"
+    cli = f"{sys.executable} -m bot.cli"
+    script = setup + "".join(
+        f" && {{ {cli} {cmd} >{tmp_path}/{n}.out 2>{tmp_path}/{n}.err; echo $? >{tmp_path}/{n}.rc; }}"
+        for n, cmd in enumerate(["ask 'seal colony report' --json", "stats --json", f"ingest -q {article}",
+                                 "rm One"])) + f" && ls -A {mnt}/idx > {tmp_path}/ls"
+    env = {**os.environ, "QABOT_HOME": str(mnt / "idx"), "QABOT_EMBED_MODEL": "hashing:256", "NO_COLOR": "1"}
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+
+    def result(n):
+        return (int((tmp_path / f"{n}.rc").read_text()), (tmp_path / f"{n}.out").read_text(),
+                (tmp_path / f"{n}.err").read_text().strip().splitlines())
+
+    rc, out, err = result(0)
+    assert rc == 0 and not err and json.loads(out)["passages"], err
+    rc, out, err = result(1)
+    assert rc == 0 and json.loads(out)["integrity"] == "ok", err
+    says = "is full" if medium == "full-tmpfs" else "cannot be written"
+    for n in (2, 3):
+        rc, _, err = result(n)
+        assert rc == 1 and len(err) == 1 and says in err[0], err
+    left = (tmp_path / "ls").read_text().split()
+    assert not [n for n in left if ".tmp" in n or n.startswith(".qabot-probe")], left

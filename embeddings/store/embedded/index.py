@@ -29,7 +29,7 @@ from filelock import FileLock, Timeout
 
 from embeddings.config import SCHEMA_VERSION, IndexConfig
 from embeddings.encoders.factory import Encoder
-from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch
+from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch, QabotError, storage_error
 from embeddings.store.embedded import atomic
 from embeddings.store.embedded.dense import DenseIndex
 from embeddings.store.embedded.keyword import KeywordIndex
@@ -160,12 +160,17 @@ class Index:
                 return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
             break
         caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension), reuse or KeywordIndex())
-        # Persist the repair only if no writer is busy (it will publish its own state when done).
-        try:
-            with self._lock.acquire(timeout=0):
-                self._publish(caches)
-        except Timeout:
-            pass
+        # Persist the repair only if no writer is busy (it will publish its own state when done), and
+        # serve it from memory when it cannot be saved (a full disk, a read-only medium): reading must
+        # not depend on writing.
+        if self.store.read_only is None:
+            try:
+                with self._lock.acquire(timeout=0):
+                    self._publish(caches)
+            except Timeout:
+                pass
+            except OSError:
+                pass  # (atomic writes leave no temp files behind; the next open tries again)
         return caches
 
     def _rebuild(self, generation: int, ids: np.ndarray, scopes: list[str], dense: DenseIndex,
@@ -223,15 +228,21 @@ class Index:
                 return False
         except Timeout:
             return True
+        except OSError:  # a lock file no one can open (read-only medium): no one is writing through it
+            return False
 
     # ---- writing
     @contextmanager
     def writer(self) -> Iterator[Writer]:
         check_writer_backend(self.config, self.encoder, str(self.home))
+        if self.store.read_only is not None:  # say why before anything is attempted
+            raise self.store.read_only
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
             raise IndexBusy(f"Another qabot process is writing to {self.home}; try again when it finishes.") from None
+        except OSError as exc:
+            raise self._storage_error(exc, self.home / self.LOCK) from exc
         w = Writer(self)
         try:
             # Start from what another process (a CLI ingest next to the bot) may have published meanwhile:
@@ -253,7 +264,19 @@ class Index:
             caches = self._rebuild(generation, ids, scopes, self._caches.dense, self._caches.keyword)
             self._caches = caches
             self._exclude_cache.clear()
-        self._publish(caches)
+        try:
+            self._publish(caches)
+        except OSError as exc:  # committed, but the caches could not be saved: say why in one line
+            raise self._storage_error(exc, self.home) from exc
+
+    def _storage_error(self, exc: OSError, path: Path) -> QabotError:
+        known = storage_error(exc, str(self.home))
+        if known is not None:
+            return known
+        if path.name == self.LOCK:
+            return IndexCorrupt(f"{path} is not a lock file qabot can use ({exc.strerror or exc}): with no qabot "
+                                "process running, remove it and try again.")
+        return IndexCorrupt(f"Cannot write {path}: {exc.strerror or exc}")
 
     # ---- reading
     def _excluded(self, caches: _Caches, scope: str) -> np.ndarray | None:

@@ -303,7 +303,11 @@ class KeywordIndex:
             tmp = home / f".{seg.name}.tmp"
             if tmp.exists():
                 shutil.rmtree(tmp)
-            seg.save(tmp)
+            try:
+                seg.save(tmp)
+            except BaseException:
+                atomic.discard(tmp)
+                raise
             atomic.publish_dir(tmp, final)
 
     @classmethod
