@@ -506,3 +506,39 @@ def test_stats_exits_1_when_integrity_really_fails(home):
     proc = run_qabot(home, "stats", "--json")
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert "no stored embedding" in json.loads(proc.stdout)["integrity"]
+
+
+def test_lost_config_is_recovered_from_the_database(home, base_snapshot, tmp_path):
+    want = json.loads((home / "config.json").read_text())
+    (home / "config.json").unlink()
+    proc = run_qabot(home, "ask", "why did Egypt cut ties with Iran?", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((home / "config.json").read_text()) == want
+    (home / "config.json").unlink()
+    f = tmp_path / "ferry.txt"
+    f.write_text(article("Harbour Ferry Plan Approved", "ferry", "ferrymarker"), encoding="utf-8")
+    other = subprocess.run([sys.executable, "-m", "bot.cli", "ingest", str(f)], cwd=str(ROOT), capture_output=True,
+                           text=True, timeout=60, env={**_env(home), "QABOT_EMBED_MODEL": "hashing:32"})
+    assert other.returncode == 1 and len(error_lines(other)) == 1 and MODEL in other.stderr, other.stderr
+    assert json.loads((home / "config.json").read_text()) == want  # the original model, not the one set
+    proc = run_qabot(home, "ingest", str(f))
+    assert proc.returncode == 0, proc.stderr
+    assert len(snapshot(home)[0]) == 2
+
+
+def test_lost_config_of_an_index_that_does_not_record_it_is_refused_in_one_line(home, base_snapshot, tmp_path):
+    import sqlite3
+
+    con = sqlite3.connect(home / "qabot.sqlite3")
+    con.execute("DELETE FROM meta WHERE key = 'config'")  # as written by qabot before it recorded its config
+    con.commit()
+    con.close()
+    (home / "config.json").unlink()
+    f = tmp_path / "ferry.txt"
+    f.write_text(article("Harbour Ferry Plan Approved", "ferry", "ferrymarker"), encoding="utf-8")
+    for args in (("ask", "why did Egypt cut ties with Iran?"), ("ingest", str(f)), ("stats",)):
+        proc = run_qabot(home, *args)
+        lines = error_lines(proc)
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+        assert "config.json" in lines[0] and "64" in lines[0], lines  # says how to recover, with the dimension
+        assert not (home / "config.json").exists()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -92,7 +93,7 @@ class Index:
     def __init__(self, home: Path, encoder: Encoder, *, create: bool = True) -> None:
         self.home = Path(home)
         self.encoder = encoder
-        if not (self.home / self.CONFIG).exists():
+        if not (self.home / self.CONFIG).exists() and not (self.home / self.DB).exists():
             if not create:
                 raise IndexCorrupt(f"No qabot index at {self.home}: run `qabot ingest PATH` first")
             self.home.mkdir(parents=True, exist_ok=True)
@@ -100,9 +101,13 @@ class Index:
                               created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                               encoder_backend=encoder_backend(encoder))
             atomic.write_text(self.home / self.CONFIG, cfg.to_json())
-        self.config = self._read_config()
-        check_compatible(self.config, self.encoder, str(self.home))
         self.store = Store(self.home / self.DB)
+        try:
+            self.config = self._read_config()
+            check_compatible(self.config, self.encoder, str(self.home))
+        except BaseException:
+            self.store.close()
+            raise
         self._lock = FileLock(str(self.home / self.LOCK))
         self._state_lock = threading.RLock()
         self._exclude_cache: dict[str, np.ndarray] = {}
@@ -110,14 +115,37 @@ class Index:
 
     # ---- config
     def _read_config(self) -> IndexConfig:
+        """config.json; if it is lost or unreadable, the copy SQLite keeps (meta 'config'), written back.
+        The database also gets a copy if it lacks one (indexes from before it was kept there)."""
         path = self.home / self.CONFIG
+        recorded = self.store.meta("config")
         try:
-            return IndexConfig.from_json(path.read_text())
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexCorrupt(f"{path} is unreadable ({exc}); it names the model this index needs") from exc
+            config = IndexConfig.from_json(path.read_text())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if recorded is None:
+                dim = self.store.embedding_dimension()
+                hint = f', "dimension": {dim}' if dim else ""
+                what = "is missing" if isinstance(exc, FileNotFoundError) else f"is unreadable ({exc})"
+                raise IndexCorrupt(
+                    f"{path} {what} and this index's database does not record which model built it: restore "
+                    f"config.json from a backup, or write one naming that model, e.g. "
+                    f'{{"model": "MODEL"{hint}, "max_tokens": 256}}.') from exc
+            config = IndexConfig.from_json(recorded)
+            try:
+                atomic.write_text(path, config.to_json())
+            except OSError:
+                pass  # (a read-only or full disk: the recovered config is used from memory)
+            return config
+        if recorded != config.to_json() and self.store.read_only is None:
+            try:
+                self.store.put_meta("config", config.to_json())
+            except (QabotError, sqlite3.Error):
+                pass  # (a busy or full disk: kept on a later open)
+        return config
 
     def save_config(self, config: IndexConfig) -> None:
         atomic.write_text(self.home / self.CONFIG, config.to_json())
+        self.store.put_meta("config", config.to_json())
         self.config = config
 
     # ---- caches

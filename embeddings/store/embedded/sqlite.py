@@ -225,6 +225,29 @@ class Store:
         with self._lock:
             self._conn.close()
 
+    # -- meta: the index's config is kept here too, so a lost config.json can be recovered
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_meta(self, key: str, value: str) -> None:
+        """Set one meta value in its own transaction, without a new generation (no passage changes)."""
+        if self.read_only is not None:
+            raise self.read_only
+        with self._lock:
+            try:
+                self._conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                                   "value = excluded.value", (key, value))
+            except sqlite3.Error as exc:
+                raise (storage_error_of(exc, self.path) or exc) from exc
+
+    def embedding_dimension(self) -> int | None:
+        """The dimension of the stored vectors (float32), if any are stored."""
+        with self._lock:
+            row = self._conn.execute("SELECT length(vector) FROM embeddings LIMIT 1").fetchone()
+        return int(row[0]) // 4 if row else None
+
     # -- generation: readers poll it to see that a writer committed
     def generation(self) -> int:
         with self._lock:
