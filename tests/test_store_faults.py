@@ -248,3 +248,62 @@ def test_real_full_disk_and_read_only_mount_through_the_cli(tmp_path, medium):
         assert rc == 1 and len(err) == 1 and says in err[0], err
     left = (tmp_path / "ls").read_text().split()
     assert not [n for n in left if ".tmp" in n or n.startswith(".qabot-probe")], left
+
+
+# ------------------------------------------------------------------ 9: damaged files that slip through
+
+
+def _answers(svc):
+    return [(p.passage_id, round(p.score, 5)) for p in svc.ask("seal colony report", k=3).passages]
+
+
+@pytest.mark.parametrize("content", [
+    [{"generation": 1}], "just a string", 7, None, {"generation": "1"}, {"generation": True, "dense": "dense-1.faiss"},
+    {"generation": 1, "dense": 5, "keyword_segments": []}, {"generation": 1, "dense": "dense-1.faiss",
+                                                            "keyword_segments": "kwseg-0123456789abcdef"},
+    {"generation": 1, "dense": "../../etc/passwd", "keyword_segments": []},
+], ids=["list", "string", "number", "null", "str-generation", "bool-generation", "int-dense", "str-segments",
+        "path-escape"])
+def test_artifacts_json_of_the_wrong_shape_is_rebuilt(tmp_path, content):
+    home, _ = _built(tmp_path, damage=False)
+    svc = make_service(home)
+    want = _answers(svc)
+    svc.close()
+    (home / "artifacts.json").write_text(json.dumps(content))
+    svc = make_service(home)
+    assert svc.index.integrity().ok and _answers(svc) == want
+    assert json.loads((home / "artifacts.json").read_text())["generation"] == svc.index.store.generation()
+    svc.close()
+
+
+SEGMENT_DAMAGE = {
+    "rows-out-of-range": lambda a, t: a.update(rows=a["rows"] + 1),
+    "lengths-doubled": lambda a, t: a.update(lengths=a["lengths"] * 2),
+    "tf-zero": lambda a, t: a.update(tf=np.zeros_like(a["tf"])),
+    "tf-moved": lambda a, t: a.update(tf=np.roll(a["tf"], 1)),
+    "ids-shifted": lambda a, t: a.update(ids=a["ids"] + 1),
+    "indptr-not-monotonic": lambda a, t: a.update(indptr=a["indptr"][::-1].copy()),
+    "terms-reversed": lambda a, t: t.reverse(),
+    "terms-renamed": lambda a, t: t.__setitem__(slice(None), [w + "x" for w in t]),
+}
+
+
+@pytest.mark.parametrize("damage", list(SEGMENT_DAMAGE))
+def test_keyword_segment_with_valid_format_but_wrong_values_is_rebuilt(tmp_path, damage):
+    from embeddings.store.embedded.keyword import Segment
+
+    home, _ = _built(tmp_path, damage=False)
+    svc = make_service(home)
+    want = _answers(svc)
+    svc.close()
+    seg_dir = home / json.loads((home / "artifacts.json").read_text())["keyword_segments"][0]
+    arrays = {f: np.load(seg_dir / f"{f}.npy") for f in Segment.FIELDS}
+    terms = json.loads((seg_dir / "terms.json").read_text())
+    SEGMENT_DAMAGE[damage](arrays, terms)
+    for f, a in arrays.items():
+        np.save(seg_dir / f"{f}.npy", a)
+    (seg_dir / "terms.json").write_text(json.dumps(terms))
+    svc = make_service(home)
+    assert svc.index.integrity().ok and _answers(svc) == want
+    assert seg_dir.name not in json.loads((home / "artifacts.json").read_text())["keyword_segments"]
+    svc.close()

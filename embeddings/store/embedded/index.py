@@ -16,9 +16,11 @@ written before keyword segments (a `keyword-<gen>/` bm25s folder) get their keyw
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from embeddings.encoders.factory import Encoder
 from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch, QabotError, storage_error
 from embeddings.store.embedded import atomic
 from embeddings.store.embedded.dense import DenseIndex
-from embeddings.store.embedded.keyword import KeywordIndex
+from embeddings.store.embedded.keyword import KeywordIndex, tokenize
 from embeddings.store.embedded.sqlite import NewDocument, PassageRow, PassageVectors, Store
 
 BASE_SCOPE = ""  # the operator's corpus, visible from every guild
@@ -66,6 +68,8 @@ class _Caches:
     scopes: np.ndarray  # scope of each keyword row (same order as keyword.ids)
 
 
+_DENSE_NAME = re.compile(r"dense-\d+\.faiss")
+_SEGMENT_NAME = re.compile(r"kwseg-[0-9a-f]{16}")
 LOAD_ATTEMPTS = 5  # reads of SQLite + artifacts.json before concluding the caches need a repair
 GONE_SCOPE = "\0gone"  # scope of a passage published caches hold but SQLite no longer has: no one's
 
@@ -150,10 +154,39 @@ class Index:
 
     # ---- caches
     def _read_artifacts(self) -> dict | None:
+        """artifacts.json if it has the shape qabot writes (else None: the caches are rebuilt). Names must
+        be plain cache names in this directory, never a path elsewhere."""
         try:
-            return json.loads((self.home / self.ARTIFACTS).read_text())
+            art = json.loads((self.home / self.ARTIFACTS).read_text())
         except (OSError, ValueError):
             return None
+        if not isinstance(art, dict):
+            return None
+        generation, dense, segments = art.get("generation"), art.get("dense"), art.get("keyword_segments")
+        if (type(generation) is not int or generation < 0 or not isinstance(dense, str)
+                or not _DENSE_NAME.fullmatch(dense) or not isinstance(segments, list)
+                or not all(isinstance(n, str) and _SEGMENT_NAME.fullmatch(n) for n in segments)):
+            # (an index from before keyword segments names a `keyword` folder: rebuilt the same way)
+            return {"generation": generation} if type(generation) is int else None
+        return art
+
+    def _segments_match_sqlite(self, keyword: KeywordIndex, reuse: KeywordIndex | None) -> bool:
+        """Spot-check segments just read from disk against the passage texts in SQLite: a few rows of each
+        (first, middle, last) must hold exactly the terms their text tokenizes to. Segment.load already
+        checked each file's internal consistency; this catches a segment of valid form but wrong words."""
+        known = {s.name for s in reuse.segments} if reuse is not None else set()
+        rows = [(seg, r) for seg in keyword.segments if seg.name not in known
+                for r in sorted({0, len(seg) // 2, len(seg) - 1})]
+        if not rows:
+            return True
+        texts = {pid: keyword_text(title, text)
+                 for pid, text, title in self.store.iter_passage_texts(sorted({int(s.ids[r]) for s, r in rows}))}
+        for seg, r in rows:
+            pid = int(seg.ids[r])
+            # (a passage SQLite no longer has, mid-ingest, cannot be checked; otherwise the ids disagree anyway)
+            if pid in texts and seg.row_terms(r) != dict(Counter(tokenize([texts[pid]])[0])):
+                return False
+        return True
 
     def _load_or_rebuild(self, current: _Caches | None = None) -> _Caches:
         """Caches matching SQLite: the published ones when they match, else repaired. Keyword segments
@@ -176,6 +209,8 @@ class Index:
             try:
                 dense = DenseIndex.load(self.home / art["dense"], self.config.dimension)
                 keyword = KeywordIndex.load(self.home, art["keyword_segments"], reuse)
+                if not self._segments_match_sqlite(keyword, reuse):
+                    raise ValueError("a keyword segment does not match the passages in SQLite")
             except Exception:  # noqa: BLE001 - unreadable or pre-segment caches are rebuilt from SQLite below
                 # A writer that published meanwhile deletes the files we were told to read: ask again
                 # rather than rebuild (at 100k passages a rebuild takes ~30 s).
@@ -394,6 +429,8 @@ class Index:
                 problems.append("BM25 rows differ from SQLite passages")
             if behind:
                 problems.append("caches are behind the database generation")
+        if not self._segments_match_sqlite(caches.keyword, None):
+            problems.append("BM25 rows hold other terms than their passages in SQLite")
         missing = self.store.count_passages_without_embedding()
         if missing:
             problems.append(f"{missing} passages have no stored embedding (dense search cannot find them)")
