@@ -542,3 +542,27 @@ def test_lost_config_of_an_index_that_does_not_record_it_is_refused_in_one_line(
         assert proc.returncode == 1 and len(lines) == 1, proc.stderr
         assert "config.json" in lines[0] and "64" in lines[0], lines  # says how to recover, with the dimension
         assert not (home / "config.json").exists()
+
+
+@pytest.mark.parametrize("garbage", [b"this is not a database" * 100, b"SQLite format 3\x00" + bytes(80)],
+                         ids=["text", "bad-header"])
+def test_corrupt_database_is_one_line_naming_the_file(home, garbage):
+    (home / "qabot.sqlite3").write_bytes(garbage)
+    for name in ("qabot.sqlite3-wal", "qabot.sqlite3-shm"):
+        (home / name).unlink(missing_ok=True)
+    for args in (("ask", "why did Egypt cut ties with Iran?"), ("stats",), ("ls",)):
+        proc = run_qabot(home, *args)
+        lines = error_lines(proc)
+        assert proc.returncode == 1 and len(lines) == 1 and "qabot.sqlite3" in lines[0], proc.stderr
+
+
+def test_writer_lock_that_is_not_a_file_is_one_line(home, base_snapshot, tmp_path):
+    (home / "writer.lock").unlink()
+    (home / "writer.lock").mkdir()
+    f = tmp_path / "ferry.txt"
+    f.write_text(article("Harbour Ferry Plan Approved", "ferry", "ferrymarker"), encoding="utf-8")
+    proc = run_qabot(home, "ingest", str(f))
+    lines = error_lines(proc)
+    assert proc.returncode == 1 and len(lines) == 1 and "writer.lock" in lines[0], proc.stderr
+    proc = run_qabot(home, "ask", "why did Egypt cut ties with Iran?")
+    assert proc.returncode == 0, proc.stderr  # reading does not need the lock
