@@ -307,3 +307,57 @@ def test_keyword_segment_with_valid_format_but_wrong_values_is_rebuilt(tmp_path,
     assert svc.index.integrity().ok and _answers(svc) == want
     assert seg_dir.name not in json.loads((home / "artifacts.json").read_text())["keyword_segments"]
     svc.close()
+
+
+# ------------------------------------------------------------------ 11: stale files, a repair racing a writer
+
+
+def _leave_stale_files(home):
+    """What a writer killed while deleting the previous generation's files leaves behind."""
+    import shutil
+
+    art = json.loads((home / "artifacts.json").read_text())
+    shutil.copy(home / art["dense"], home / "dense-0.faiss")
+    shutil.copytree(home / art["keyword_segments"][0], home / "kwseg-00000000deadbeef")
+    (home / ".dense-9.faiss.tmp-4242").write_bytes(b"half")
+    return {"dense-0.faiss", "kwseg-00000000deadbeef", ".dense-9.faiss.tmp-4242"}
+
+
+@pytest.mark.parametrize("then", ["open", "unchanged-ingest"])
+def test_stale_generations_are_removed_without_a_changing_ingest(tmp_path, then):
+    home, _ = _built(tmp_path, damage=False)
+    one = tmp_path / "one.txt"
+    stale = _leave_stale_files(home)
+    svc = make_service(home)
+    if then == "unchanged-ingest":
+        assert svc.ingest([str(one)], progress=False).count("unchanged") == 1
+    assert not stale & {p.name for p in home.iterdir()}
+    assert svc.index.integrity().ok
+    svc.close()
+
+
+def test_a_repair_does_not_overwrite_what_a_writer_published_meanwhile(tmp_path, monkeypatch):
+    from embeddings.store.embedded.index import Index
+
+    home, _ = _built(tmp_path)  # artifacts.json gone: the next open repairs
+    writer = make_service(home)  # (repairs and publishes generation g)
+    (home / "artifacts.json").unlink()
+    real = Index._rebuild
+    raced = []
+
+    def slow_repair(self, *args):
+        caches = real(self, *args)
+        if self is not writer.index and not raced:  # while the reader repairs, the writer publishes g+1
+            raced.append(1)
+            assert writer.ingest([str(write(tmp_path / "late.txt", doc("Late", "night ferry")))], progress=False).ok
+        return caches
+
+    monkeypatch.setattr(Index, "_rebuild", slow_repair)
+    reader = make_service(home)
+    assert raced
+    art = json.loads((home / "artifacts.json").read_text())
+    assert art["generation"] == writer.index.store.generation() > reader.index._caches.generation
+    assert (home / art["dense"]).exists() and all((home / n).exists() for n in art["keyword_segments"])
+    assert reader.index.integrity().ok  # and the reader catches up with what the writer published
+    writer.close()
+    reader.close()

@@ -116,7 +116,19 @@ class Index:
         self._state_lock = threading.RLock()
         self._exclude_cache: dict[str, np.ndarray] = {}
         self._caches = self._load_or_rebuild()
+        self._clean_stale_if_idle()
 
+    def _clean_stale_if_idle(self) -> None:
+        """Leftovers of a writer killed mid-cleanup go at the next open, if no writer is busy (a busy one
+        has files of its own on the way that artifacts.json does not name yet)."""
+        live = self._published_names()
+        if self.store.read_only is not None or live is None or not self._stale(live):
+            return
+        try:
+            with self._lock.acquire(timeout=0):
+                self._clean_stale()
+        except (Timeout, OSError):
+            pass
     # ---- config
     def _read_config(self) -> IndexConfig:
         """config.json; if it is lost or unreadable, the copy SQLite keeps (meta 'config'), written back.
@@ -229,7 +241,10 @@ class Index:
         if self.store.read_only is None:
             try:
                 with self._lock.acquire(timeout=0):
-                    self._publish(caches)
+                    # Compare and swap: a writer may have committed and published while we rebuilt (~30 s
+                    # at 100k passages); then our repair is of an older state and must not replace its.
+                    if self.store.generation() == caches.generation and self._read_artifacts() == art:
+                        self._publish(caches)
             except Timeout:
                 pass
             except OSError:
@@ -264,13 +279,30 @@ class Index:
         atomic.write_text(self.home / self.ARTIFACTS,
                           json.dumps({"generation": gen, "dense": dense_name,
                                       "keyword_segments": caches.keyword.names}))
-        for old in self.home.iterdir():  # earlier generations and temp leftovers of killed writers
-            if old.name in live:
-                continue
-            # (.artifacts.json.tmp-* too: only a writer holding the lock writes it, so any left is a killed one's)
-            if old.name.startswith(("dense-", "keyword-", "kwseg-", ".kwseg-", ".keyword-", ".dense-",
-                                    f".{self.ARTIFACTS}.tmp-")):
-                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+        self._remove_stale(live)
+
+    def _stale(self, live: set[str]) -> list[Path]:
+        """Cache files of other generations and temp leftovers of killed writers (only a writer holding the
+        lock writes any of them, .artifacts.json.tmp-* too, so whatever artifacts.json does not name is
+        garbage when we hold the lock)."""
+        return [old for old in self.home.iterdir() if old.name not in live and old.name.startswith(
+            ("dense-", "keyword-", "kwseg-", ".kwseg-", ".keyword-", ".dense-", f".{self.ARTIFACTS}.tmp-"))]
+
+    def _remove_stale(self, live: set[str]) -> None:
+        for old in self._stale(live):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+    def _published_names(self) -> set[str] | None:
+        art = self._read_artifacts()
+        if art is None or "dense" not in art:
+            return None
+        return {art["dense"], *art["keyword_segments"]}
+
+    def _clean_stale(self) -> None:
+        """With the lock held: remove what a writer killed while deleting old generations left behind."""
+        live = self._published_names()
+        if live is not None and all((self.home / n).exists() for n in live):
+            self._remove_stale(live)
 
     def refresh(self) -> bool:
         """Pick up what another process committed. Cheap when nothing changed (one SQLite read)."""
@@ -311,6 +343,7 @@ class Index:
             # Start from what another process (a CLI ingest next to the bot) may have published meanwhile:
             # the files our caches were loaded from may be gone.
             self.refresh()
+            self._clean_stale()
             yield w
         finally:
             try:
