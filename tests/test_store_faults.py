@@ -59,6 +59,11 @@ def test_integrity_reports_a_passage_without_its_embedding(tmp_path):
     svc.index.refresh()
     report = svc.index.integrity()
     assert not report.ok and any("embedding" in p for p in report.problems), report
+    # the repair the message names: ingesting the document again embeds what it lacks
+    again = svc.ingest([str(tmp_path / "a.txt")], progress=False)
+    assert again.count("updated") == 1 and again.embedded == 1
+    assert svc.index.integrity().ok
+    assert_vectors_stored_and_nonzero(svc)
     svc.close()
 
 

@@ -244,6 +244,9 @@ class Ingestor:
         content_hash = hashlib.sha256(f"{article.title}\0{article.text}".encode()).hexdigest()[:32]
         existing = self.index.store.document_by_source(scope, ref.canonical)
         status = "added" if existing is None else ("unchanged" if existing.content_hash == content_hash else "updated")
+        lacking = getattr(self.index.store, "count_passages_without_embedding", None)
+        if status == "unchanged" and lacking is not None and lacking([existing.id]):
+            status = "updated"  # its passages lost their embeddings (an older qabot's bug): embed them again
         title_tokens = enc.count_tokens(article.title) if article.title else 0
         chunks = [] if status == "unchanged" else chunk_document(
             article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens)

@@ -466,7 +466,8 @@ class Index:
             problems.append("BM25 rows hold other terms than their passages in SQLite")
         missing = self.store.count_passages_without_embedding()
         if missing:
-            problems.append(f"{missing} passages have no stored embedding (dense search cannot find them)")
+            problems.append(f"{missing} passages have no stored embedding (dense search cannot find them; "
+                            "ingest their documents again)")
         zero = _zero_vectors(caches.dense)
         if zero:
             problems.append(f"{zero} FAISS vectors are all zeros")

@@ -373,9 +373,9 @@ class Store:
             total += int(conn.execute(sql + f" AND p.doc_id IN ({','.join('?' * len(part))})", part).fetchone()[0])
         return total
 
-    def count_passages_without_embedding(self) -> int:
+    def count_passages_without_embedding(self, doc_ids: Sequence[int] | None = None) -> int:
         with self._lock:
-            return self.passages_without_embedding(self._conn)
+            return self.passages_without_embedding(self._conn, doc_ids)
 
     def delete_document(self, conn: sqlite3.Connection, doc_id: int) -> None:
         conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
