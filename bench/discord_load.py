@@ -33,7 +33,7 @@ import discord  # noqa: E402
 
 from bot.app import QABot, freeze_startup_heap  # noqa: E402
 from embeddings.encoders.base import DEFAULT_MODEL  # noqa: E402
-from embeddings.encoders.factory import load_encoder  # noqa: E402
+from embeddings.encoders.factory import load_encoder
 from embeddings.encoders.hashing import HashingEncoder  # noqa: E402
 from embeddings.service import QAService  # noqa: E402
 from embeddings.settings import (

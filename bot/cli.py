@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
-from embeddings.errors import InputError, QabotError, exit_code, user_message
+from embeddings.errors import InputError, QabotError, exit_code, storage_error, user_message
 
 SAMPLE_QUESTION = "why did Egypt cut ties with Iran?"
 
@@ -168,7 +168,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     else:
         for k, v in data.items():
             print(f"{k:12} {v}")
-    return 0
+    return 0 if report.ok else 1  # scripts and monitoring see a real integrity failure
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -447,6 +447,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (QabotError, KeyboardInterrupt) as exc:
+        print(f"qabot: {user_message(exc)}", file=sys.stderr)
+        return exit_code(exc)
+    except OSError as exc:  # a full disk or read-only medium that no layer translated: one line, not a traceback
+        if storage_error(exc) is None:
+            raise
         print(f"qabot: {user_message(exc)}", file=sys.stderr)
         return exit_code(exc)
 

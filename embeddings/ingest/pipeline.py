@@ -87,6 +87,7 @@ class _Pending:
     doc: NewDocument
     status: str
     missing: list[EmbedJob] = field(default_factory=list)
+    jobs: dict[str, EmbedJob] = field(default_factory=dict)  # every passage's, by hash (missing or not)
 
 
 def _done(value: dict[str, PassageVectors]) -> Future[dict[str, PassageVectors]]:
@@ -244,6 +245,9 @@ class Ingestor:
         content_hash = hashlib.sha256(f"{article.title}\0{article.text}".encode()).hexdigest()[:32]
         existing = self.index.store.document_by_source(scope, ref.canonical)
         status = "added" if existing is None else ("unchanged" if existing.content_hash == content_hash else "updated")
+        if (status == "unchanged" and existing is not None
+                and self.index.store.count_passages_without_embedding([existing.id])):
+            status = "updated"  # its passages lost their embeddings (an older qabot's bug): embed them again
         title_tokens = enc.count_tokens(article.title) if article.title else 0
         chunks = [] if status == "unchanged" else chunk_document(
             article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens)
@@ -261,7 +265,7 @@ class Ingestor:
             ingested_at=now_iso(), content_hash=content_hash, text=article.text, passages=tuple(passages),
         )
         stored = self.index.store.existing_hashes(jobs)
-        return _Pending(ref, doc, status, [j for h, j in jobs.items() if h not in stored])
+        return _Pending(ref, doc, status, [j for h, j in jobs.items() if h not in stored], jobs)
 
     def ingest(self, inputs: Sequence[str], *, scope: str = BASE_SCOPE, progress: bool | None = None,
                on_commit: Callable[[Sequence[DocOutcome]], None] | None = None) -> IngestReport:
@@ -331,6 +335,15 @@ class Ingestor:
                 bar.update(count)
                 docs = [p.doc for p in pending if p.status != "unchanged"]
                 if docs:
+                    # This batch was checked against the store before the previous batch committed; if that
+                    # one replaced the last document using an embedding this batch reuses, the embedding is
+                    # gone now: embed it again (rare; we hold the writer lock, so nothing else removes more).
+                    reuse = {p.embed_hash for d in docs for p in d.passages} - vectors.keys()
+                    lost = reuse - self.index.store.existing_hashes(reuse)
+                    if lost:
+                        jobs = {h: j for p in pending for h, j in p.jobs.items() if h in lost}
+                        vectors = {**vectors, **embed_passages(self.index.encoder, list(jobs.values()))}
+                        embedded += len(jobs)
                     writer.put_documents(docs, vectors)
                 done = [DocOutcome(p.ref.name, p.doc.doc_key, p.doc.title, p.status, len(p.doc.passages))
                         for p in pending]

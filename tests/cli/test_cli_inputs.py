@@ -491,3 +491,78 @@ def test_mixed_run_ingests_the_good_url_and_reports_the_bad_one(server, svc):
     answer = svc.ask("Why will the Skerryvane lighthouse be staffed again?")
     assert answer.passages and answer.passages[0].citation.source == base + "/good"
     assert svc.index.integrity().ok
+
+
+# ------------------------------------------------------------------ store faults through the CLI
+
+
+def test_stats_exits_1_when_integrity_really_fails(home):
+    import sqlite3
+
+    con = sqlite3.connect(home / "qabot.sqlite3")
+    con.execute("DELETE FROM embeddings WHERE hash = (SELECT embed_hash FROM passages LIMIT 1)")
+    con.commit()
+    con.close()
+    proc = run_qabot(home, "stats", "--json")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert "no stored embedding" in json.loads(proc.stdout)["integrity"]
+
+
+def test_lost_config_is_recovered_from_the_database(home, base_snapshot, tmp_path):
+    want = json.loads((home / "config.json").read_text())
+    (home / "config.json").unlink()
+    proc = run_qabot(home, "ask", "why did Egypt cut ties with Iran?", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((home / "config.json").read_text()) == want
+    (home / "config.json").unlink()
+    f = tmp_path / "ferry.txt"
+    f.write_text(article("Harbour Ferry Plan Approved", "ferry", "ferrymarker"), encoding="utf-8")
+    other = subprocess.run([sys.executable, "-m", "bot.cli", "ingest", str(f)], cwd=str(ROOT), capture_output=True,
+                           text=True, timeout=60, env={**_env(home), "QABOT_EMBED_MODEL": "hashing:32"})
+    assert other.returncode == 1 and len(error_lines(other)) == 1 and MODEL in other.stderr, other.stderr
+    assert json.loads((home / "config.json").read_text()) == want  # the original model, not the one set
+    proc = run_qabot(home, "ingest", str(f))
+    assert proc.returncode == 0, proc.stderr
+    assert len(snapshot(home)[0]) == 2
+
+
+def test_lost_config_of_an_index_that_does_not_record_it_is_refused_in_one_line(home, base_snapshot, tmp_path):
+    import sqlite3
+
+    con = sqlite3.connect(home / "qabot.sqlite3")
+    con.execute("DELETE FROM meta WHERE key = 'config'")  # as written by qabot before it recorded its config
+    con.commit()
+    con.close()
+    (home / "config.json").unlink()
+    f = tmp_path / "ferry.txt"
+    f.write_text(article("Harbour Ferry Plan Approved", "ferry", "ferrymarker"), encoding="utf-8")
+    for args in (("ask", "why did Egypt cut ties with Iran?"), ("ingest", str(f)), ("stats",)):
+        proc = run_qabot(home, *args)
+        lines = error_lines(proc)
+        assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+        assert "config.json" in lines[0] and "64" in lines[0], lines  # says how to recover, with the dimension
+        assert not (home / "config.json").exists()
+
+
+@pytest.mark.parametrize("garbage", [b"this is not a database" * 100, b"SQLite format 3\x00" + bytes(80)],
+                         ids=["text", "bad-header"])
+def test_corrupt_database_is_one_line_naming_the_file(home, garbage):
+    (home / "qabot.sqlite3").write_bytes(garbage)
+    for name in ("qabot.sqlite3-wal", "qabot.sqlite3-shm"):
+        (home / name).unlink(missing_ok=True)
+    for args in (("ask", "why did Egypt cut ties with Iran?"), ("stats",), ("ls",)):
+        proc = run_qabot(home, *args)
+        lines = error_lines(proc)
+        assert proc.returncode == 1 and len(lines) == 1 and "qabot.sqlite3" in lines[0], proc.stderr
+
+
+def test_writer_lock_that_is_not_a_file_is_one_line(home, base_snapshot, tmp_path):
+    (home / "writer.lock").unlink()
+    (home / "writer.lock").mkdir()
+    f = tmp_path / "ferry.txt"
+    f.write_text(article("Harbour Ferry Plan Approved", "ferry", "ferrymarker"), encoding="utf-8")
+    proc = run_qabot(home, "ingest", str(f))
+    lines = error_lines(proc)
+    assert proc.returncode == 1 and len(lines) == 1 and "writer.lock" in lines[0], proc.stderr
+    proc = run_qabot(home, "ask", "why did Egypt cut ties with Iran?")
+    assert proc.returncode == 0, proc.stderr  # reading does not need the lock

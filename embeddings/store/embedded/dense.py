@@ -100,8 +100,13 @@ class DenseIndex:
     def _writable(self) -> None:
         # A memory-mapped IVF aborts the process on a write (faiss asserts), so writers read a private copy.
         if self._mapped:
-            assert self._path is not None
-            self._index = _faiss().read_index(str(self._path))
+            faiss = _faiss()
+            try:
+                self._index = faiss.read_index(str(self._path))
+            except RuntimeError:
+                # Another process published a newer generation and deleted our file; the mapping still
+                # holds its bytes, so copy from memory instead.
+                self._index = faiss.deserialize_index(faiss.serialize_index(self._index))
             self._mapped = False
 
     def add(self, ids: Sequence[int] | np.ndarray, vectors: np.ndarray) -> None:
@@ -185,10 +190,22 @@ class DenseIndex:
     def save(self, path: Path) -> None:
         faiss = _faiss()
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        faiss.write_index(self._index, str(tmp))  # straight to disk: no second in-memory copy of a big index
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            # Straight to disk (no second in-memory copy of a big index), through a Python file: faiss's
+            # own writer only prints a failed close (a full disk) and leaves a truncated file, where
+            # Python raises the OSError.
+            with open(tmp, "wb") as fh:
+                writer = faiss.PyCallbackIOWriter(fh.write)
+                try:
+                    faiss.write_index(self._index, writer)
+                finally:
+                    del writer  # flushes its buffer
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            atomic.discard(tmp)
+            raise
         atomic.fsync_dir(path.parent)
 
     @classmethod

@@ -16,8 +16,11 @@ written before keyword segments (a `keyword-<gen>/` bm25s folder) get their keyw
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from filelock import FileLock, Timeout
 
 from embeddings.config import IndexConfig
 from embeddings.encoders.base import Encoder
-from embeddings.errors import IndexBusy, IndexCorrupt
+from embeddings.errors import IndexBusy, IndexCorrupt, QabotError, storage_error
 from embeddings.models import BASE_SCOPE
 from embeddings.store.base import (
     IntegrityReport,
@@ -41,7 +44,7 @@ from embeddings.store.base import (
 from embeddings.store.embedded import atomic
 from embeddings.store.embedded.dense import DenseIndex
 from embeddings.store.embedded.feedback import FeedbackStore
-from embeddings.store.embedded.keyword import KeywordIndex
+from embeddings.store.embedded.keyword import KeywordIndex, tokenize
 from embeddings.store.embedded.sqlite import Store
 from embeddings.store.records import NewDocument, PassageRow, PassageVectors
 
@@ -54,6 +57,8 @@ class _Caches:
     scopes: np.ndarray  # scope of each keyword row (same order as keyword.ids)
 
 
+_DENSE_NAME = re.compile(r"dense-\d+\.faiss")
+_SEGMENT_NAME = re.compile(r"kwseg-[0-9a-f]{16}")
 LOAD_ATTEMPTS = 5  # reads of SQLite + artifacts.json before concluding the caches need a repair
 GONE_SCOPE = "\0gone"  # scope of a passage published caches hold but SQLite no longer has: no one's
 
@@ -63,6 +68,13 @@ def _scopes_of(cached: np.ndarray, ids: np.ndarray, scopes: list[str]) -> np.nda
     question's scope filter excludes them."""
     known = dict(zip(ids.tolist(), scopes, strict=True))
     return np.array([known.get(i, GONE_SCOPE) for i in cached.tolist()], dtype=object)
+
+
+def _zero_vectors(dense: DenseIndex, chunk: int = 4096) -> int:
+    """How many vectors of the dense cache are all zeros (a passage whose embedding was lost)."""
+    ids = dense.ids()
+    return sum(int(np.count_nonzero(~dense.vectors(ids[i:i + chunk]).any(axis=1)))
+               for i in range(0, len(ids), chunk))
 
 
 class Index:
@@ -78,45 +90,129 @@ class Index:
     def __init__(self, home: Path, encoder: Encoder, *, create: bool = True) -> None:
         self.home = Path(home)
         self.encoder = encoder
-        if not (self.home / self.CONFIG).exists():
+        if not (self.home / self.CONFIG).exists() and not (self.home / self.DB).exists():
             if not create:
                 raise IndexCorrupt(f"No qabot index at {self.home}: run `qabot ingest PATH` first")
             self.home.mkdir(parents=True, exist_ok=True)
             cfg = new_config(encoder)
             atomic.write_text(self.home / self.CONFIG, cfg.to_json())
-        self.config = self._read_config()
-        check_compatible(self.config, self.encoder, str(self.home))
-        self.store = Store(self.home / self.DB, self.config.dimension)
+        self.store = Store(self.home / self.DB)
+        try:
+            self.config = self._read_config()
+            check_compatible(self.config, self.encoder, str(self.home))
+        except BaseException:
+            self.store.close()
+            raise
+        self.store.dimension = self.config.dimension
         self._lock = FileLock(str(self.home / self.LOCK))
         self._state_lock = threading.RLock()
         self._exclude_cache: dict[str, np.ndarray] = {}
         self._caches = self._load_or_rebuild()
+        self._clean_stale_if_idle()
 
+    def _clean_stale_if_idle(self) -> None:
+        """Leftovers of a writer killed mid-cleanup go at the next open, if no writer is busy (a busy one
+        has files of its own on the way that artifacts.json does not name yet)."""
+        live = self._published_names()
+        if self.store.read_only is not None or live is None or not self._stale(live):
+            return
+        try:
+            with self._lock.acquire(timeout=0):
+                self._clean_stale()
+        except (Timeout, OSError):
+            pass
     # ---- config
     def _read_config(self) -> IndexConfig:
-        return self.read_config(self.home)
+        """config.json; if it is lost or unreadable, the copy SQLite keeps (meta 'config'), written back.
+        The database also gets a copy if it lacks one (indexes from before it was kept there)."""
+        path = self.home / self.CONFIG
+        recorded = self.store.meta("config")
+        try:
+            config = IndexConfig.from_json(path.read_text())
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            if recorded is None:
+                dim = self.store.embedding_dimension()
+                hint = f', "dimension": {dim}' if dim else ""
+                what = "is missing" if isinstance(exc, FileNotFoundError) else f"is unreadable ({exc})"
+                raise IndexCorrupt(
+                    f"{path} {what} and this index's database does not record which model built it: restore "
+                    f"config.json from a backup, or write one naming that model, e.g. "
+                    f'{{"model": "MODEL"{hint}, "max_tokens": 256}}.') from exc
+            config = IndexConfig.from_json(recorded)
+            try:
+                atomic.write_text(path, config.to_json())
+            except OSError:
+                pass  # (a read-only or full disk: the recovered config is used from memory)
+            return config
+        if recorded != config.to_json() and self.store.read_only is None:
+            try:
+                self.store.put_meta("config", config.to_json())
+            except (QabotError, sqlite3.Error):
+                pass  # (a busy or full disk: kept on a later open)
+        return config
 
     @classmethod
     def read_config(cls, home: Path) -> IndexConfig:
-        """The config of the index at `home`, without opening it (IndexCorrupt when there is none)."""
-        path = Path(home) / cls.CONFIG
-        if not path.exists():
-            raise IndexCorrupt(f"No qabot index at {home}: run `qabot ingest PATH` first")
+        """The config of the index at `home` without opening it: config.json, else the copy its database
+        keeps (read-only), else IndexCorrupt."""
+        home = Path(home)
         try:
-            return IndexConfig.from_json(path.read_text())
-        except (OSError, ValueError, KeyError) as exc:
-            raise IndexCorrupt(f"{path} is unreadable ({exc}); it names the model this index needs") from exc
+            return IndexConfig.from_json((home / cls.CONFIG).read_text())
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if (home / cls.DB).is_file():
+            try:
+                conn = sqlite3.connect(f"file:{home / cls.DB}?mode=ro", uri=True)
+                try:
+                    row = conn.execute("SELECT value FROM meta WHERE key = 'config'").fetchone()
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                row = None
+            if row is not None:
+                return IndexConfig.from_json(row[0])
+        raise IndexCorrupt(f"No qabot index at {home}: run `qabot ingest PATH` first")
 
     def save_config(self, config: IndexConfig) -> None:
         atomic.write_text(self.home / self.CONFIG, config.to_json())
+        self.store.put_meta("config", config.to_json())
         self.config = config
 
     # ---- caches
     def _read_artifacts(self) -> dict | None:
+        """artifacts.json if it has the shape qabot writes (else None: the caches are rebuilt). Names must
+        be plain cache names in this directory, never a path elsewhere."""
         try:
-            return json.loads((self.home / self.ARTIFACTS).read_text())
+            art = json.loads((self.home / self.ARTIFACTS).read_text())
         except (OSError, ValueError):
             return None
+        if not isinstance(art, dict):
+            return None
+        generation, dense, segments = art.get("generation"), art.get("dense"), art.get("keyword_segments")
+        if (type(generation) is not int or generation < 0 or not isinstance(dense, str)
+                or not _DENSE_NAME.fullmatch(dense) or not isinstance(segments, list)
+                or not all(isinstance(n, str) and _SEGMENT_NAME.fullmatch(n) for n in segments)):
+            # (an index from before keyword segments names a `keyword` folder: rebuilt the same way)
+            return {"generation": generation} if type(generation) is int else None
+        return art
+
+    def _segments_match_sqlite(self, keyword: KeywordIndex, reuse: KeywordIndex | None) -> bool:
+        """Spot-check segments just read from disk against the passage texts in SQLite: a few rows of each
+        (first, middle, last) must hold exactly the terms their text tokenizes to. Segment.load already
+        checked each file's internal consistency; this catches a segment of valid form but wrong words."""
+        known = {s.name for s in reuse.segments} if reuse is not None else set()
+        rows = [(seg, r) for seg in keyword.segments if seg.name not in known
+                for r in sorted({0, len(seg) // 2, len(seg) - 1})]
+        if not rows:
+            return True
+        texts = {pid: keyword_text(title, text)
+                 for pid, text, title in self.store.iter_passage_texts(sorted({int(s.ids[r]) for s, r in rows}))}
+        for seg, r in rows:
+            pid = int(seg.ids[r])
+            # (a passage SQLite no longer has, mid-ingest, cannot be checked; otherwise the ids disagree anyway)
+            if pid in texts and seg.row_terms(r) != dict(Counter(tokenize([texts[pid]])[0])):
+                return False
+        return True
 
     def _load_or_rebuild(self, current: _Caches | None = None) -> _Caches:
         """Caches matching SQLite: the published ones when they match, else repaired. Keyword segments
@@ -124,8 +220,7 @@ class Index:
         repair starts from them, so it tokenizes only the passages they lack."""
         reuse = current.keyword if current is not None else None
         for _ in range(LOAD_ATTEMPTS):
-            generation = self.store.generation()
-            ids, scopes = self.store.passage_ids_and_scopes()
+            generation, ids, scopes = self.store.snapshot()
             art = self._read_artifacts()
             published = art.get("generation") if art else None
             if isinstance(published, int) and published > generation:
@@ -140,6 +235,8 @@ class Index:
             try:
                 dense = DenseIndex.load(self.home / art["dense"], self.config.dimension)
                 keyword = KeywordIndex.load(self.home, art["keyword_segments"], reuse)
+                if not self._segments_match_sqlite(keyword, reuse):
+                    raise ValueError("a keyword segment does not match the passages in SQLite")
             except Exception:  # noqa: BLE001 - unreadable or pre-segment caches are rebuilt from SQLite below
                 # A writer that published meanwhile deletes the files we were told to read: ask again
                 # rather than rebuild (at 100k passages a rebuild takes ~30 s).
@@ -153,12 +250,20 @@ class Index:
                 return _Caches(generation, dense, keyword, np.array(scopes, dtype=object))
             break
         caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension), reuse or KeywordIndex())
-        # Persist the repair only if no writer is busy (it will publish its own state when done).
-        try:
-            with self._lock.acquire(timeout=0):
-                self._publish(caches)
-        except Timeout:
-            pass
+        # Persist the repair only if no writer is busy (it will publish its own state when done), and
+        # serve it from memory when it cannot be saved (a full disk, a read-only medium): reading must
+        # not depend on writing.
+        if self.store.read_only is None:
+            try:
+                with self._lock.acquire(timeout=0):
+                    # Compare and swap: a writer may have committed and published while we rebuilt (~30 s
+                    # at 100k passages); then our repair is of an older state and must not replace its.
+                    if self.store.generation() == caches.generation and self._read_artifacts() == art:
+                        self._publish(caches)
+            except Timeout:
+                pass
+            except OSError:
+                pass  # (atomic writes leave no temp files behind; the next open tries again)
         return caches
 
     def _rebuild(self, generation: int, ids: np.ndarray, scopes: list[str], dense: DenseIndex,
@@ -189,13 +294,30 @@ class Index:
         atomic.write_text(self.home / self.ARTIFACTS,
                           json.dumps({"generation": gen, "dense": dense_name,
                                       "keyword_segments": caches.keyword.names}))
-        for old in self.home.iterdir():  # earlier generations and temp leftovers of killed writers
-            if old.name in live:
-                continue
-            # (.artifacts.json.tmp-* too: only a writer holding the lock writes it, so any left is a killed one's)
-            if old.name.startswith(("dense-", "keyword-", "kwseg-", ".kwseg-", ".keyword-", ".dense-",
-                                    f".{self.ARTIFACTS}.tmp-")):
-                shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
+        self._remove_stale(live)
+
+    def _stale(self, live: set[str]) -> list[Path]:
+        """Cache files of other generations and temp leftovers of killed writers (only a writer holding the
+        lock writes any of them, .artifacts.json.tmp-* too, so whatever artifacts.json does not name is
+        garbage when we hold the lock)."""
+        return [old for old in self.home.iterdir() if old.name not in live and old.name.startswith(
+            ("dense-", "keyword-", "kwseg-", ".kwseg-", ".keyword-", ".dense-", f".{self.ARTIFACTS}.tmp-"))]
+
+    def _remove_stale(self, live: set[str]) -> None:
+        for old in self._stale(live):
+            shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink(missing_ok=True)
+
+    def _published_names(self) -> set[str] | None:
+        art = self._read_artifacts()
+        if art is None or "dense" not in art:
+            return None
+        return {art["dense"], *art["keyword_segments"]}
+
+    def _clean_stale(self) -> None:
+        """With the lock held: remove what a writer killed while deleting old generations left behind."""
+        live = self._published_names()
+        if live is not None and all((self.home / n).exists() for n in live):
+            self._remove_stale(live)
 
     def refresh(self) -> bool:
         """Pick up what another process committed. Cheap when nothing changed (one SQLite read)."""
@@ -216,17 +338,27 @@ class Index:
                 return False
         except Timeout:
             return True
+        except OSError:  # a lock file no one can open (read-only medium): no one is writing through it
+            return False
 
     # ---- writing
     @contextmanager
     def writer(self) -> Iterator[Writer]:
         check_writer_backend(self.config, self.encoder, str(self.home))
+        if self.store.read_only is not None:  # say why before anything is attempted
+            raise self.store.read_only
         try:
             self._lock.acquire(timeout=0)
         except Timeout:
             raise IndexBusy(f"Another qabot process is writing to {self.home}; try again when it finishes.") from None
+        except OSError as exc:
+            raise self._storage_error(exc, self.home / self.LOCK) from exc
         w = Writer(self)
         try:
+            # Start from what another process (a CLI ingest next to the bot) may have published meanwhile:
+            # the files our caches were loaded from may be gone.
+            self.refresh()
+            self._clean_stale()
             yield w
         finally:
             try:
@@ -243,7 +375,19 @@ class Index:
             caches = self._rebuild(generation, ids, scopes, self._caches.dense, self._caches.keyword)
             self._caches = caches
             self._exclude_cache.clear()
-        self._publish(caches)
+        try:
+            self._publish(caches)
+        except OSError as exc:  # committed, but the caches could not be saved: say why in one line
+            raise self._storage_error(exc, self.home) from exc
+
+    def _storage_error(self, exc: OSError, path: Path) -> QabotError:
+        known = storage_error(exc, str(self.home))
+        if known is not None:
+            return known
+        if path.name == self.LOCK:
+            return IndexCorrupt(f"{path} is not a lock file qabot can use ({exc.strerror or exc}): with no qabot "
+                                "process running, remove it and try again.")
+        return IndexCorrupt(f"Cannot write {path}: {exc.strerror or exc}")
 
     # ---- reading
     def _excluded(self, caches: _Caches, scope: str) -> np.ndarray | None:
@@ -307,15 +451,41 @@ class Index:
 
     # ---- checks
     def integrity(self) -> IntegrityReport:
-        ids, _ = self.store.passage_ids_and_scopes()
-        caches = self._caches
+        """Caches against SQLite. While another process is mid-ingest (it holds the writer lock and has
+        committed batches it has not published yet) SQLite is ahead of every published cache by design:
+        then the published generation this process serves is checked on its own (FAISS and BM25 agree)."""
+        for _ in range(LOAD_ATTEMPTS):
+            self.refresh()
+            generation, ids, _ = self.store.snapshot()
+            caches = self._caches
+            if caches.generation == generation:
+                break
+            if caches.generation < generation and self._writer_active():
+                return self._report(caches, ids, mid_ingest=True)
+            # A writer committed and published (or finished) between our reads: catch up and look again.
+        return self._report(caches, ids, mid_ingest=False, behind=caches.generation != generation)
+
+    def _report(self, caches: _Caches, ids: np.ndarray, *, mid_ingest: bool, behind: bool = False) -> IntegrityReport:
         problems = []
-        if not np.array_equal(caches.dense.ids(), ids):
-            problems.append("FAISS ids differ from SQLite passages")
-        if not np.array_equal(caches.keyword.ids, ids):
-            problems.append("BM25 rows differ from SQLite passages")
-        if caches.generation != self.store.generation():
-            problems.append("caches are behind the database generation")
+        if mid_ingest:
+            if not np.array_equal(caches.dense.ids(), caches.keyword.ids):
+                problems.append("FAISS ids differ from BM25 rows in the published caches")
+        else:
+            if not np.array_equal(caches.dense.ids(), ids):
+                problems.append("FAISS ids differ from SQLite passages")
+            if not np.array_equal(caches.keyword.ids, ids):
+                problems.append("BM25 rows differ from SQLite passages")
+            if behind:
+                problems.append("caches are behind the database generation")
+        if not self._segments_match_sqlite(caches.keyword, None):
+            problems.append("BM25 rows hold other terms than their passages in SQLite")
+        missing = self.store.count_passages_without_embedding()
+        if missing:
+            problems.append(f"{missing} passages have no stored embedding (dense search cannot find them; "
+                            "ingest their documents again)")
+        zero = _zero_vectors(caches.dense)
+        if zero:
+            problems.append(f"{zero} FAISS vectors are all zeros")
         return IntegrityReport(caches.generation, len(ids), len(caches.dense), len(caches.keyword),
                                not problems, tuple(problems))
 
@@ -334,7 +504,13 @@ class Index:
         return nullcontext()  # nothing to defer: the caches are built once per publish anyway
 
     def disk_bytes(self) -> int:
-        return sum(p.stat().st_size for p in self.home.rglob("*") if p.is_file())
+        total = 0
+        for p in self.home.rglob("*"):
+            try:  # a writer may delete an old generation's files while we count
+                total += p.stat().st_size if p.is_file() else 0
+            except OSError:
+                pass
+        return total
 
     def close(self) -> None:
         self.store.close()
@@ -350,8 +526,16 @@ class Writer:
     def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
         store = self._index.store
         with store.transaction() as conn:
-            for doc in docs:
-                store.put_document(conn, doc, vectors)
+            # One orphan sweep after every document is in: a document of this batch may reuse an embedding
+            # that the replacement of another one (earlier in the batch) no longer uses.
+            replaces = any(conn.execute("SELECT 1 FROM documents WHERE scope = ? AND source = ?",
+                                        (doc.scope, doc.source)).fetchone() for doc in docs)
+            doc_ids = [store.put_document(conn, doc, vectors, sweep=False) for doc in docs]
+            if replaces:  # only a replacement can orphan embeddings; the sweep is a full scan
+                store.drop_orphan_embeddings(conn)
+            if store.passages_without_embedding(conn, doc_ids):  # never commit a passage without its vector
+                raise IndexCorrupt("Internal error: a passage of this batch has no embedding; nothing of the "
+                                   "batch was committed. Please report this with the command you ran.")
         self.changed = True
 
     def delete_document(self, doc_id: int) -> None:

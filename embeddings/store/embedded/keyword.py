@@ -111,11 +111,47 @@ class Segment:
     def load(cls, directory: Path) -> Segment:
         arrays = {f: np.load(directory / f"{f}.npy", allow_pickle=False) for f in cls.FIELDS}
         terms = json.loads((directory / "terms.json").read_text(encoding="utf-8"))
-        postings = int(arrays["indptr"][-1]) if len(arrays["indptr"]) else -1
-        if (len(arrays["indptr"]) != len(terms) + 1 or len(arrays["lengths"]) != len(arrays["ids"])
-                or not postings == len(arrays["rows"]) == len(arrays["tf"])):
-            raise ValueError(f"keyword segment {directory} is inconsistent")
+        problem = _check_segment(arrays, terms)
+        if problem:
+            raise ValueError(f"keyword segment {directory} is inconsistent: {problem}")
         return cls(directory.name, terms=terms, **arrays)
+
+    def row_terms(self, row: int) -> dict[str, int]:
+        """Term counts of one row, read back from the postings (O(postings); for spot checks)."""
+        at = np.flatnonzero(self.rows == row)
+        term = np.searchsorted(self.indptr, at, side="right") - 1
+        return {self.terms[int(j)]: int(round(float(c))) for j, c in zip(term, self.tf[at], strict=True)}
+
+
+def _check_segment(a: dict[str, np.ndarray], terms: object) -> str:
+    """What is wrong with a loaded segment's arrays, cheaply (linear in its postings), or ''. Catches files
+    of valid format holding wrong values, which would crash questions or rank them wrongly."""
+    ids, lengths, indptr, rows, tf = (a[f] for f in Segment.FIELDS)
+    if any(x.ndim != 1 for x in (ids, lengths, indptr, rows, tf)):
+        return "arrays must be one-dimensional"
+    if not all(np.issubdtype(x.dtype, np.integer) for x in (ids, lengths, indptr, rows)) \
+            or not np.issubdtype(tf.dtype, np.floating):
+        return "wrong array types"
+    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms) or len(set(terms)) != len(terms):
+        return "terms must be distinct strings"
+    n = len(ids)
+    if len(indptr) != len(terms) + 1 or len(lengths) != n or not len(rows) == len(tf) == (indptr[-1] if len(indptr) else -1):
+        return "array sizes disagree"
+    if indptr[0] != 0 or (np.diff(indptr) <= 0).any():
+        return "term offsets are not increasing"  # (a term without postings is dropped when built)
+    if n > 1 and (np.diff(ids) <= 0).any():
+        return "passage ids are not ascending"
+    if len(rows) and (rows.min() < 0 or rows.max() >= n):
+        return "postings name rows the segment does not have"
+    if not np.isfinite(tf).all() or (tf < 1).any() or (tf != np.round(tf)).any():
+        return "term frequencies are not positive whole numbers"
+    if (lengths < 0).any() or not np.array_equal(np.bincount(rows, weights=tf, minlength=n), lengths):
+        return "row lengths differ from the sum of their term frequencies"
+    # each term's rows ascending: row order may only restart where the next term begins
+    restart = np.flatnonzero(np.diff(rows) <= 0) + 1
+    if len(restart) and not np.isin(restart, indptr).all():
+        return "a term's postings are not in row order"
+    return ""
 
 
 def _new_name() -> str:
@@ -303,7 +339,11 @@ class KeywordIndex:
             tmp = home / f".{seg.name}.tmp"
             if tmp.exists():
                 shutil.rmtree(tmp)
-            seg.save(tmp)
+            try:
+                seg.save(tmp)
+            except BaseException:
+                atomic.discard(tmp)
+                raise
             atomic.publish_dir(tmp, final)
 
     @classmethod

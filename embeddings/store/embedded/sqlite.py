@@ -5,6 +5,7 @@ Every write happens in one transaction that also bumps `generation`, which reade
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from embeddings.errors import DiskFull, IndexCorrupt, QabotError, ReadOnlyIndex, StorageError, storage_error
 from embeddings.store.records import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
 
 SCHEMA = """
@@ -59,23 +61,135 @@ IN_CHUNK = 500  # ids per IN list, far below SQLite's bound-variable limit
 _DOC_COLS = "d.id, d.doc_key, d.scope, d.source, d.title, d.outlet, d.published, d.ingested_at, d.content_hash"
 
 
+def storage_error_of(exc: BaseException, path: Path) -> QabotError | None:
+    """What an OSError or sqlite3 error at the database (or its directory) means for the user, if it is a
+    storage condition: a full disk, a read-only medium, a file that is not a database."""
+    where = str(path.parent)
+    found = storage_error(exc, where)
+    if found is not None:
+        return found
+    text = str(exc).lower()
+    if "disk i/o error" in text or "unable to open database" in text:
+        # SQLite reports a full disk while opening (the -shm/-wal files) as an I/O error: ask the disk.
+        try:
+            st = os.statvfs(path.parent)
+            if st.f_bavail == 0 or st.f_favail == 0:
+                return DiskFull(where)
+        except OSError:
+            pass
+        if _write_probe(path.parent) is not None:
+            return ReadOnlyIndex(where)
+    if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in text or "malformed" in text):
+        return IndexCorrupt(f"{path} is not a readable qabot database ({exc}): restore it from a backup, or "
+                            "move the index directory away and ingest the articles again.")
+    return None
+
+
+def _write_probe(directory: Path) -> OSError | None:
+    """Why no file can be created in `directory` (None: one can). Probed rather than asked of os.access,
+    which says yes to root on a read-only mount (SQLite then fails)."""
+    probe = directory / f".qabot-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return None
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    try:
+        os.unlink(probe)
+    except OSError:
+        pass
+    return None
+
+
 class Store:
     def __init__(self, path: Path, dimension: int = 0) -> None:
         self.dimension = dimension  # of the stored vectors (the index config's): export_documents reads them
         self.path = path
-        # One connection shared by threads, serialised by a lock: the bot searches from worker threads.
-        self._conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
         self._lock = threading.RLock()
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
+        # Why this store cannot be written (a StorageError), or None. A database that cannot be opened for
+        # writing (read-only medium, full disk: SQLite cannot create its -wal/-shm files) is opened
+        # immutable instead, so questions still work.
+        self.read_only: QabotError | None = None
+        refused = _write_probe(path.parent) if path.exists() else None
+        if refused is not None:  # a read-only medium or directory, or a full disk: read what is there
+            self.read_only = storage_error(refused, str(path.parent)) or ReadOnlyIndex(
+                str(path.parent), refused.strerror or str(refused))
+            self._conn = self._open_immutable()
+            return
+        try:
+            # One connection shared by threads, serialised by a lock: the bot searches from worker threads.
+            self._conn = self._open_writable()
+        except (sqlite3.Error, OSError) as exc:
+            known = storage_error_of(exc, path)
+            if not isinstance(known, StorageError) or not path.exists():
+                raise (known or IndexCorrupt(f"{path} cannot be opened: {exc}")) from exc
+            self.read_only = known
+            self._conn = self._open_immutable()
+
+    def _open_writable(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
             # FULL: a committed ingest survives power loss too, not just a killed process.
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(SCHEMA)
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.executescript(SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_immutable(self) -> sqlite3.Connection:
+        """The database as its file holds it, written by no one (SQLite creates no -wal/-shm files then)."""
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            # Committed writes not yet copied into the main file (a writer was killed): reading the file
+            # alone would hide them. SQLite reads them read-only when its -shm file exists.
+            try:
+                conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30.0,
+                                       check_same_thread=False, isolation_level=None)
+                conn.execute("SELECT COUNT(*) FROM passages").fetchone()
+                return conn
+            except sqlite3.Error:
+                assert self.read_only is not None
+                raise QabotError(f"{self.read_only} Its last writes are still in {wal.name}, which SQLite can "
+                                 "only read where it can write: open it once on a writable disk.") from None
+        try:
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?immutable=1", uri=True, timeout=30.0,
+                                   check_same_thread=False, isolation_level=None)
+            conn.execute("SELECT COUNT(*) FROM passages").fetchone()
+        except sqlite3.Error as exc:
+            raise (storage_error_of(exc, self.path) or IndexCorrupt(f"{self.path} cannot be read: {exc}")) from exc
+        return conn
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    # -- meta: the index's config is kept here too, so a lost config.json can be recovered
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def put_meta(self, key: str, value: str) -> None:
+        """Set one meta value in its own transaction, without a new generation (no passage changes)."""
+        if self.read_only is not None:
+            raise self.read_only
+        with self._lock:
+            try:
+                self._conn.execute("INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET "
+                                   "value = excluded.value", (key, value))
+            except sqlite3.Error as exc:
+                raise (storage_error_of(exc, self.path) or exc) from exc
+
+    def embedding_dimension(self) -> int | None:
+        """The dimension of the stored vectors (float32), if any are stored."""
+        with self._lock:
+            row = self._conn.execute("SELECT length(vector) FROM embeddings LIMIT 1").fetchone()
+        return int(row[0]) // 4 if row else None
 
     # -- generation: readers poll it to see that a writer committed
     def generation(self) -> int:
@@ -85,18 +199,32 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.read_only is not None:
+            raise self.read_only
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-                self._conn.execute(
-                    "INSERT INTO meta(key, value) VALUES('generation', '1') "
-                    "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute(
+                        "INSERT INTO meta(key, value) VALUES('generation', '1') "
+                        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                    )
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    # A failed COMMIT (a full disk) may have rolled back already: a second ROLLBACK would
+                    # replace the real error with "cannot rollback - no transaction is active".
+                    if self._conn.in_transaction:
+                        try:
+                            self._conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    raise
+            except (sqlite3.Error, OSError) as exc:
+                known = storage_error_of(exc, self.path)
+                if known is None:
+                    raise
+                raise known from exc
 
     # -- documents
     def _doc(self, row: Sequence) -> DocumentRow:
@@ -139,8 +267,12 @@ class Store:
             rows = self._select_in("SELECT hash FROM embeddings WHERE hash IN ({q})", list(dict.fromkeys(hashes)))
         return {r[0] for r in rows}
 
-    def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, PassageVectors]) -> int:
-        """Insert or replace (same scope and source) a document with its passages; inside a transaction."""
+    def put_document(self, conn: sqlite3.Connection, doc: NewDocument, vectors: dict[str, PassageVectors], *,
+                     sweep: bool = True) -> int:
+        """Insert or replace (same scope and source) a document with its passages; inside a transaction.
+        A replacement drops the embeddings no passage uses any more, unless `sweep` is False: a caller
+        putting several documents sweeps once after the last (drop_orphan_embeddings), because a later
+        document of the same transaction may reuse an embedding an earlier replacement left unused."""
         replaced = conn.execute("DELETE FROM documents WHERE scope = ? AND source = ?",
                                 (doc.scope, doc.source)).rowcount
         cur = conn.execute(
@@ -164,9 +296,30 @@ class Store:
             pid = pcur.lastrowid
             conn.executemany('INSERT INTO sentences(passage_id, start, "end") VALUES (?,?,?)',
                              [(pid, s, e) for s, e in p.sentences])
-        if replaced:  # only a replacement can orphan embeddings; the sweep is a full scan
+        if replaced and sweep:  # only a replacement can orphan embeddings; the sweep is a full scan
             self._drop_orphan_embeddings(conn)
         return doc_id
+
+    def drop_orphan_embeddings(self, conn: sqlite3.Connection) -> None:
+        self._drop_orphan_embeddings(conn)
+
+    @staticmethod
+    def passages_without_embedding(conn: sqlite3.Connection, doc_ids: Sequence[int] | None = None) -> int:
+        """Passages (of `doc_ids`, or all) whose embedding row is missing: their vector would be zeros."""
+        sql = ("SELECT COUNT(*) FROM passages p LEFT JOIN embeddings e ON e.hash = p.embed_hash"
+               " WHERE e.hash IS NULL")
+        if doc_ids is None:
+            return int(conn.execute(sql).fetchone()[0])
+        ids = [int(i) for i in doc_ids]
+        total = 0
+        for i in range(0, len(ids), IN_CHUNK):
+            part = ids[i:i + IN_CHUNK]
+            total += int(conn.execute(sql + f" AND p.doc_id IN ({','.join('?' * len(part))})", part).fetchone()[0])
+        return total
+
+    def count_passages_without_embedding(self, doc_ids: Sequence[int] | None = None) -> int:
+        with self._lock:
+            return self.passages_without_embedding(self._conn, doc_ids)
 
     def delete_document(self, conn: sqlite3.Connection, doc_id: int) -> None:
         conn.execute("DELETE FROM documents WHERE id = ?", (doc_id,))
@@ -176,6 +329,18 @@ class Store:
     def _drop_orphan_embeddings(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM embeddings WHERE hash NOT IN (SELECT embed_hash FROM passages)")
         conn.execute("DELETE FROM sentence_embeddings WHERE hash NOT IN (SELECT embed_hash FROM passages)")
+
+    def snapshot(self) -> tuple[int, np.ndarray, list[str]]:
+        """The generation with its passage ids and scopes, read in one transaction (one consistent state,
+        even while a writer commits)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                generation = self.generation()
+                ids, scopes = self.passage_ids_and_scopes()
+            finally:
+                self._conn.execute("COMMIT")
+        return generation, ids, scopes
 
     # -- passages
     def passage_ids_and_scopes(self) -> tuple[np.ndarray, list[str]]:

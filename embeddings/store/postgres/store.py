@@ -161,6 +161,13 @@ class PgStore:
         # On the primary: a hash a replica still shows may be gone there (put_documents would refuse it).
         return {r[0] for r in self._all("SELECT hash FROM embeddings WHERE hash = ANY(%s)", (keys,), primary=True)}
 
+    def count_passages_without_embedding(self, doc_ids: Sequence[int] | None = None) -> int:
+        sql = ("SELECT count(*) FROM passages p WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
+               " WHERE e.hash = p.embed_hash)")
+        if doc_ids is None:
+            return int(self._all(sql, primary=True)[0][0])
+        return int(self._all(sql + " AND p.doc_id = ANY(%s)", (list(doc_ids),), primary=True)[0][0])
+
     def passage_ids_and_scopes(self) -> tuple[np.ndarray, list[str]]:
         rows = self._all("SELECT id, scope FROM passages ORDER BY id")
         return np.array([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows]
