@@ -18,8 +18,8 @@ from embeddings.encoders.base import Encoder
 from embeddings.errors import BadQuestion
 from embeddings.models import BASE_SCOPE, Answer, AnswerSentence, Citation, PassageHit, Timings
 from embeddings.store.base import IndexBackend
-from embeddings.store.embedded.keyword import tokenize
 from embeddings.store.records import PassageRow
+from embeddings.text.terms import tokenize
 
 V = TypeVar("V")
 MAX_QUESTION_CHARS = 1000

@@ -44,9 +44,10 @@ from embeddings.store.base import (
 from embeddings.store.embedded import atomic
 from embeddings.store.embedded.dense import DenseIndex
 from embeddings.store.embedded.feedback import FeedbackStore
-from embeddings.store.embedded.keyword import KeywordIndex, tokenize
+from embeddings.store.embedded.keyword import KeywordIndex
 from embeddings.store.embedded.sqlite import Store
 from embeddings.store.records import NewDocument, PassageRow, PassageVectors
+from embeddings.text.terms import tokenize
 
 
 @dataclass

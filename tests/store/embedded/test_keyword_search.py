@@ -44,12 +44,12 @@ def test_keyword_search_scope_and_also(tmp_path):
 
 
 def test_tokenize_matches_bm25s_exactly():
-    """keyword.tokenize replaces bm25s.tokenize for speed; indexes built with either must stay readable by
+    """text.terms.tokenize replaces bm25s.tokenize for speed; indexes built with either must stay readable by
     the other, so the terms must be identical, including odd input and repeated calls (the stem cache)."""
     import bm25s
     import Stemmer
 
-    from embeddings.store.embedded.keyword import tokenize
+    from embeddings.text.terms import tokenize
 
     texts = [p for f in sorted(SEEDS.glob("*.txt")) for p in f.read_text().split("\n\n") if p.strip()]
     texts += ["", "a I", "Über naïve café—CO2 emissions' 1990s x2 I'm don't", "THE the The running runs ran",
@@ -59,7 +59,7 @@ def test_tokenize_matches_bm25s_exactly():
                                             show_progress=False)]
     from bm25s.stopwords import STOPWORDS_EN
 
-    from embeddings.store.embedded.keyword import STOP_WORDS
+    from embeddings.text.terms import STOP_WORDS
 
     assert STOP_WORDS == frozenset(STOPWORDS_EN)
     assert tokenize(texts) == want
@@ -117,7 +117,7 @@ def _bm25s_scores(texts: list[str], query: str) -> np.ndarray:
     """bm25s's own scores: the formula existing users' rankings came from."""
     import bm25s
 
-    from embeddings.store.embedded.keyword import tokenize
+    from embeddings.text.terms import tokenize
 
     retriever = bm25s.BM25()
     retriever.index(tokenize(texts), show_progress=False)
