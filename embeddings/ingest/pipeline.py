@@ -21,6 +21,7 @@ from embeddings.text.chunking import chunk_document
 from embeddings.text.extract import (
     MAX_INPUT_BYTES,
     SUPPORTED_EXTENSIONS,
+    Deadline,
     ExtractedArticle,
     extract,
     kind_for_path,
@@ -30,6 +31,9 @@ from embeddings.text.extract import (
 # being read (committed ones are durable, and ingesting the same files again skips them).
 COMMIT_EVERY_PASSAGES = 256
 SENTENCE_POOLING = True
+# Reading and chunking one upload (ingest_bytes) may take at most this long, then it fails with one line:
+# every step is linear, so only a pathological input gets near it, and the bot's other users never wait on it.
+UPLOAD_TIME_BUDGET_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -238,14 +242,16 @@ class Ingestor:
     def _embed_hash(self, embed_input: str) -> str:
         return hashlib.sha256(f"{self.index.config.model}\0{embed_input}".encode()).hexdigest()[:32]
 
-    def prepare(self, ref: SourceRef, article: ExtractedArticle, scope: str) -> _Pending:
+    def prepare(self, ref: SourceRef, article: ExtractedArticle, scope: str,
+                deadline: Deadline | None = None) -> _Pending:
         enc = self.index.encoder
         content_hash = hashlib.sha256(f"{article.title}\0{article.text}".encode()).hexdigest()[:32]
         existing = self.index.store.document_by_source(scope, ref.canonical)
         status = "added" if existing is None else ("unchanged" if existing.content_hash == content_hash else "updated")
         title_tokens = enc.count_tokens(article.title) if article.title else 0
         chunks = [] if status == "unchanged" else chunk_document(
-            article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens)
+            article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens,
+            deadline=deadline)
         passages = []
         jobs: dict[str, EmbedJob] = {}
         for c in chunks:
@@ -280,13 +286,16 @@ class Ingestor:
                 failures.append(Failure(item or repr(raw), "only http:// and https:// URLs can be ingested here"))
         return self._run([(ref, None) for ref in refs], failures, scope, False, None)
 
-    def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str) -> IngestReport:
-        """For uploads (Discord attachments): the bytes are the document; `source` is its identity."""
+    def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str,
+                     time_budget: float | None = None) -> IngestReport:
+        """For uploads (Discord attachments): the bytes are the document; `source` is its identity.
+        Reading and chunking get `time_budget` seconds (default UPLOAD_TIME_BUDGET_S), else a Failure."""
+        deadline = Deadline(UPLOAD_TIME_BUDGET_S if time_budget is None else time_budget, name)
         try:
-            article = extract(data, kind=kind, name=name)
+            article = extract(data, kind=kind, name=name, deadline=deadline)
         except QabotError as exc:
             return IngestReport(failures=(Failure(name, _strip_name(str(exc), name)),))
-        return self._run([(SourceRef(name, source, False), article)], [], scope, False, None)
+        return self._run([(SourceRef(name, source, False), article)], [], scope, False, None, deadline=deadline)
 
     def ingest_texts(self, items: Iterable[tuple[str, str, bytes]], *, kind: str = "markdown",
                      scope: str = BASE_SCOPE, progress: bool | None = None) -> IngestReport:
@@ -300,7 +309,8 @@ class Ingestor:
         return self._run(work, [], scope, progress, None)
 
     def _run(self, items: Sequence[tuple[SourceRef, ExtractedArticle | Callable[[], ExtractedArticle] | None]], failures: list[Failure], scope: str,
-             progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None) -> IngestReport:
+             progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None,
+             deadline: Deadline | None = None) -> IngestReport:
         from tqdm import tqdm
 
         started = time.perf_counter()
@@ -357,7 +367,7 @@ class Ingestor:
                         article = read_source(ref, allow_private_urls=self.allow_private_urls, fetch=self._fetch)
                     elif callable(article):
                         article = article()
-                    pending = self.prepare(ref, article, scope)
+                    pending = self.prepare(ref, article, scope, deadline)
                 except QabotError as exc:
                     failures.append(Failure(ref.name, _strip_name(user_message(exc), ref.name)))
                     continue

@@ -205,13 +205,15 @@ def _windows(paragraph: str) -> list[str]:
     return pieces
 
 
-def _segments(paragraph: str) -> list[str]:
+def _segments(paragraph: str, deadline: Any = None) -> list[str]:
     # Segmenter.segment() re-locates each sentence with a regex over the whole text (quadratic, and it
     # silently drops sentences it cannot find) and stores the text on the shared instance; the processor
     # alone returns the sentence strings, which are located below instead.
     seg = _get_segmenter()
     out: list[str] = []
     for piece in _windows(paragraph):
+        if deadline is not None:
+            deadline.check()
         try:
             out += [str(s) for s in seg.processor(piece).process()]
         except Exception:  # pysbd bug on odd input: treat the piece as one sentence
@@ -219,13 +221,13 @@ def _segments(paragraph: str) -> list[str]:
     return out
 
 
-def _paragraph_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _paragraph_sentences(text: str, start: int, end: int, deadline: Any = None) -> list[tuple[int, int]]:
     """Sentences of the stripped paragraph text[start:end], tiling it completely (relative offsets)."""
     para = text[start:end]
     starts: list[int] = []
     pos = 0
     n = len(para)
-    for seg in _segments(para):
+    for seg in (_segments(para) if deadline is None else _segments(para, deadline)):
         s = seg.strip()
         if not s:
             continue
@@ -277,8 +279,10 @@ def _budget(settings: ChunkSettings, reserved_tokens: int) -> int:
 class _Chunker:
     """State for chunking one document: the text, the counter, the budget and the count overhead."""
 
-    def __init__(self, text: str, count_tokens: TokenCounter, settings: ChunkSettings, budget: int):
+    def __init__(self, text: str, count_tokens: TokenCounter, settings: ChunkSettings, budget: int,
+                 deadline: Any = None):
         self.text = text
+        self.deadline = deadline
         self.count = count_tokens
         self.settings = settings
         self.budget = budget
@@ -360,7 +364,7 @@ class _Chunker:
         """The sentences of a paragraph as (start, end, content_tokens); over-long ones split."""
         room = self.budget - self.base
         units: list[Unit] = []
-        for s, e in _paragraph_sentences(self.text, ps, pe):
+        for s, e in _paragraph_sentences(self.text, ps, pe, self.deadline):
             c = self.content(s, e)
             if c > room:
                 units.extend(self.split_long_sentence(s, e))
@@ -428,15 +432,17 @@ def chunk_document(
     count_tokens: TokenCounter,
     settings: ChunkSettings = ChunkSettings(),  # noqa: B008 - frozen, immutable default
     reserved_tokens: int = 0,
+    deadline: Any = None,
 ) -> list[Chunk]:
     """Split a cleaned article text into passages (see the module docstring for the rules).
 
     ``reserved_tokens`` is what the context prepended at embedding time (the headline) takes; the budget
-    is ``max_tokens - reserved_tokens`` but never below 32 (or max_tokens, if smaller)."""
+    is ``max_tokens - reserved_tokens`` but never below 32 (or max_tokens, if smaller). ``deadline`` (an
+    ``embeddings.text.extract.Deadline``) is checked between paragraphs and segmenter windows."""
     paras = paragraph_spans(text)
     if not paras:
         return []
-    ck = _Chunker(text, count_tokens, settings, _budget(settings, reserved_tokens))
+    ck = _Chunker(text, count_tokens, settings, _budget(settings, reserved_tokens), deadline)
     room = ck.budget - ck.base
     min_tokens = settings.min_tokens
 
@@ -461,6 +467,8 @@ def chunk_document(
         pending, pending_size = [], 0
 
     for pi, (ps, pe) in enumerate(paras):
+        if deadline is not None:
+            deadline.check()
         units = ck.paragraph_units(ps, pe)
         size = sum(u[2] for u in units)
         if size > room:  # long paragraph: sentence pieces with overlap

@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import time
 import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -28,6 +29,22 @@ class ExtractedArticle:
     outlet: str | None  # site name (HTML only)
     published: str | None  # ISO "YYYY-MM-DD" when known
     kind: str  # "text" | "markdown" | "html"
+
+
+class Deadline:
+    """A time budget for reading one input (uploads to the bot have one): ``check()`` raises a one-line
+    UnsupportedInput naming the input once the budget is spent. Extraction and chunking check it between
+    lines, paragraphs and segmenter windows, each of which takes time linear in its size."""
+
+    def __init__(self, seconds: float, name: str) -> None:
+        self.seconds = seconds
+        self.label = _label(name)
+        self.at = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise UnsupportedInput(f"{self.label}: gave up after {self.seconds:g} s of reading it (the time limit "
+                                   "for one upload); split the file or simplify its formatting")
 
 
 def _label(name: str) -> str:
@@ -184,7 +201,7 @@ def _join(lines: list[str]) -> str:
     return "\n".join(out)
 
 
-def _paragraphs(text: str, *, markdown: bool) -> tuple[list[str], set[int]]:
+def _paragraphs(text: str, *, markdown: bool, deadline: Deadline | None = None) -> tuple[list[str], set[int]]:
     """Paragraphs, plus the indexes of those that were markdown headings."""
     lines = text.split("\n")
     one_per_line = all(ln.strip() for ln in lines)  # no blank line at all: each line is a paragraph
@@ -202,6 +219,8 @@ def _paragraphs(text: str, *, markdown: bool) -> tuple[list[str], set[int]]:
             paras.append(para.strip())
 
     for line in lines:
+        if deadline is not None:
+            deadline.check()
         if markdown and _FENCE.match(line):
             if code is None:
                 flush()
@@ -296,7 +315,8 @@ def _is_headline(p: str) -> bool:
 
 
 def extract(
-    data: bytes, *, kind: str, name: str, charset: str | None = None, url: str | None = None
+    data: bytes, *, kind: str, name: str, charset: str | None = None, url: str | None = None,
+    deadline: Deadline | None = None,
 ) -> ExtractedArticle:
     if kind not in _KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(_KINDS)}")
@@ -318,7 +338,8 @@ def extract(
                 del paras[i]
                 break
     else:
-        paras, headings = _paragraphs(_normalise(decode_text(data, name=name)), markdown=kind == "markdown")
+        paras, headings = _paragraphs(_normalise(decode_text(data, name=name)), markdown=kind == "markdown",
+                                      deadline=deadline)
         heading_texts = {paras[i] for i in headings}
         paras = _clean(paras)
         first_is_heading = bool(paras) and paras[0] in heading_texts
