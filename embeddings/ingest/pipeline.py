@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -177,31 +180,65 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[SourceRef], list[Failure]
 
     for raw in inputs:
         item = raw.strip()
-        if not item:
-            failures.append(Failure(repr(raw), "empty input name"))
-        elif is_url(item):
-            add(SourceRef(item, item, True))
-        elif "://" in item:
-            failures.append(Failure(item, "only http:// and https:// URLs can be ingested"))
-        else:
-            path = Path(item).expanduser()
-            if not path.exists():
-                failures.append(Failure(item, "no such file or directory"))
-            elif path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-                               and not any(part.startswith(".") for part in p.relative_to(path).parts))
-                if not files:
-                    failures.append(Failure(item, f"no {', '.join(SUPPORTED_EXTENSIONS)} files in this folder"))
-                for f in files:
-                    add(SourceRef(str(f), str(f.resolve()), False))
+        try:
+            if not item:
+                failures.append(Failure(repr(raw), "empty input name"))
             else:
-                try:
-                    kind_for_path(str(path))
-                except InputError as exc:
-                    failures.append(Failure(item, _strip_name(str(exc), item)))
-                    continue
-                add(SourceRef(item, str(path.resolve()), False))
+                _expand_one(item, add, failures)
+        except OSError as exc:  # e.g. a name too long for the file system: this input fails, the others go on
+            failures.append(Failure(_printable(item), f"cannot read: {exc.strerror or exc}"))
     return refs, failures
+
+
+def _printable(name: str) -> str:
+    """The name as a user can read it: undecodable bytes (kept as surrogates) as \\xNN, controls as '?'."""
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+
+
+def _bad_name(name: str) -> str | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8; rename the file"
+    return None
+
+
+def _expand_one(item: str, add: Callable[[SourceRef], None], failures: list[Failure]) -> None:
+    if (why := _bad_name(item)) is not None:
+        failures.append(Failure(_printable(item), why))
+    elif is_url(item):
+        add(SourceRef(item, item, True))
+    elif "://" in item:
+        failures.append(Failure(item, "only http:// and https:// URLs can be ingested"))
+    else:
+        try:
+            path = Path(item).expanduser()
+        except RuntimeError:  # ~name of a user that does not exist
+            failures.append(Failure(item, f"no such user {item.split('/', 1)[0]!r}"))
+            return
+        if not path.exists():
+            failures.append(Failure(item, "no such file or directory"))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not files:
+                failures.append(Failure(item, f"no {', '.join(SUPPORTED_EXTENSIONS)} files in this folder"))
+            for f in files:
+                if (why := _bad_name(str(f))) is not None:
+                    failures.append(Failure(_printable(str(f)), why))
+                else:
+                    add(SourceRef(str(f), str(f.resolve()), False))
+        else:
+            try:
+                kind_for_path(str(path))
+            except InputError as exc:
+                failures.append(Failure(item, _strip_name(str(exc), item)))
+                return
+            if not path.is_file():  # a FIFO would block the read forever, a device never end
+                failures.append(Failure(item, "not a regular file"))
+                return
+            add(SourceRef(item, str(path.resolve()), False))
 
 
 def _strip_name(message: str, name: str) -> str:
@@ -225,11 +262,29 @@ def read_source(ref: SourceRef, *, allow_private_urls: bool = False,
             raise FetchError(f"{ref.name}: unsupported content type {ctype or 'unknown'} (expected HTML or text)")
         return extract(page.body, kind=kind, name=ref.name, charset=getattr(page, "charset", None),  # type: ignore[attr-defined]
                        url=getattr(page, "url", ref.canonical))
-    path = Path(ref.canonical)
-    size = path.stat().st_size
-    if size > MAX_INPUT_BYTES:
-        raise UnsupportedInput(f"{ref.name}: {size / 1e6:.1f} MB is over the {MAX_INPUT_BYTES // 2**20} MB limit")
-    return extract(path.read_bytes(), kind=kind_for_path(ref.canonical), name=ref.name)
+    return extract(_read_file(ref), kind=kind_for_path(ref.canonical), name=ref.name)
+
+
+def _read_file(ref: SourceRef) -> bytes:
+    """At most MAX_INPUT_BYTES of a regular file. Opened non-blocking and checked after opening, so a FIFO
+    (or a file swapped for one) cannot hang the read, and at most limit + 1 bytes are read whatever size
+    the file reports (a symlink to /dev/zero reports 0)."""
+    too_big = f"{ref.name}: over the {MAX_INPUT_BYTES // 2**20} MB limit"
+    fd = os.open(ref.canonical, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb", closefd=True) as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsupportedInput(f"{ref.name}: not a regular file")
+        if st.st_size > MAX_INPUT_BYTES:
+            raise UnsupportedInput(f"{ref.name}: {st.st_size / 1e6:.1f} MB is over the "
+                                   f"{MAX_INPUT_BYTES // 2**20} MB limit")
+        try:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+        except BlockingIOError as exc:  # pragma: no cover - regular files do not block
+            raise OSError(errno.EAGAIN, "the file is not ready to be read") from exc
+    if len(data) > MAX_INPUT_BYTES:
+        raise UnsupportedInput(too_big)
+    return data
 
 
 class Ingestor:

@@ -86,6 +86,18 @@ def _check_bytes(data: bytes, label: str) -> None:
         raise UnsupportedInput(f"{label}: looks like a binary file, not text, Markdown or HTML")
 
 
+# After a BOM, NUL bytes can be text (UTF-16/32), so binary data is recognised in the decoded text instead:
+# NUL, other controls, private-use or unassigned code points (random bytes decode to many of these).
+_NOT_TEXT_CATEGORIES = frozenset({"Cc", "Co", "Cn", "Cs"})
+
+
+def _looks_binary(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    odd = sum(1 for c in text if c not in "\t\n\x0b\x0c\r" and unicodedata.category(c) in _NOT_TEXT_CATEGORIES)
+    return odd > 0.1 * len(text)
+
+
 def decode_text(data: bytes, *, name: str, charset: str | None = None) -> str:
     """Decode after the size/empty/binary checks: a BOM wins, then `charset`, then UTF-8."""
     label = _label(name)
@@ -93,9 +105,12 @@ def decode_text(data: bytes, *, name: str, charset: str | None = None) -> str:
     for bom, codec in _BOMS:
         if data.startswith(bom):
             try:
-                return data[len(bom):].decode(codec)
+                text = data[len(bom):].decode(codec)
             except UnicodeDecodeError as exc:
                 raise UnsupportedInput(f"{label}: invalid {codec} at byte offset {exc.start + len(bom)}") from None
+            if data[len(bom):].startswith(_MAGIC) or _looks_binary(text):  # a BOM does not make it text
+                raise UnsupportedInput(f"{label}: looks like a binary file, not text, Markdown or HTML")
+            return text
     tried = ""
     if charset:
         try:
