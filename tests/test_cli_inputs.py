@@ -345,6 +345,29 @@ def test_rm_removes_document_entirely(home, base_snapshot, tmp_path):
     assert all(p["source"] != str(f.resolve()) and "ferrymarker" not in p["text"] for p in answer["passages"])
 
 
+def test_rm_by_a_shared_title_refuses_and_lists_the_candidates(home, base_snapshot, tmp_path):
+    """Two README.md in different folders, same title: `rm TITLE` removes neither and lists both keys;
+    a unique title, a key and a path each remove exactly one document."""
+    paths = []
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "README.md")
+        paths[-1].write_text(article("Project Readme", "readme", f"{folder}marker"), encoding="utf-8")
+    assert run_qabot(home, "ingest", *map(str, paths)).returncode == 0
+    docs, _ = snapshot(home)
+    keys = {d["source"]: d["doc"] for d in docs}
+    proc = run_qabot(home, "rm", "Project Readme")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert error_lines(proc) == ["qabot: 2 documents have the title 'Project Readme'; remove one by its key:",
+                                 *(f"  {keys[str(p.resolve())]}  {p.resolve()}" for p in paths)]
+    assert snapshot(home)[0] == docs  # nothing removed
+    proc = run_qabot(home, "rm", keys[str(paths[0].resolve())])
+    assert proc.returncode == 0 and proc.stdout == "removed: Project Readme\n", proc.stderr
+    proc = run_qabot(home, "rm", "Project Readme")  # now unique
+    assert proc.returncode == 0 and proc.stdout == "removed: Project Readme\n", proc.stderr
+    assert snapshot(home)[0] == base_snapshot[0]
+
+
 def test_rm_unknown_document_is_an_input_error(home, base_snapshot):
     proc = run_qabot(home, "rm", "0123456789ab")
     assert proc.returncode == 2, (proc.stdout, proc.stderr)

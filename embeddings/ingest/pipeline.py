@@ -442,10 +442,21 @@ class Ingestor:
         return IngestReport(tuple(outcomes), tuple(failures), embedded, reused, time.perf_counter() - started)
 
     def remove(self, doc_ref: str, *, scope: str | None = BASE_SCOPE) -> list[str]:
-        """Remove documents by key, source (path/URL) or exact title; returns the removed titles."""
+        """Remove one document by key or source (path/URL), or by exact title when only one document has it;
+        returns the removed titles. A title that several documents share removes nothing: the error lists
+        their keys and sources (one line each), so the user can pick one by key."""
         docs = self.index.store.documents(scope)
-        path_form = str(Path(doc_ref).expanduser().resolve()) if not is_url(doc_ref) else doc_ref
-        matches = [d for d in docs if doc_ref in (d.doc_key, d.source, d.title) or d.source == path_form]
+        try:
+            path_form = str(Path(doc_ref).expanduser().resolve()) if not is_url(doc_ref) else doc_ref
+        except (OSError, RuntimeError):  # a ~user that does not exist, a name too long: not a path, then
+            path_form = doc_ref
+        matches = [d for d in docs if doc_ref in (d.doc_key, d.source) or d.source == path_form]
+        if not matches:
+            matches = [d for d in docs if d.title == doc_ref]
+            if len(matches) > 1:
+                raise InputError("\n".join(
+                    [f"{len(matches)} documents have the title {doc_ref!r}; remove one by its key:"]
+                    + [f"  {d.doc_key}  {d.source}" for d in matches]))
         if not matches:
             raise InputError(f"No document matches {doc_ref!r}: see `qabot ls` for keys and sources")
         with self.index.writer() as writer:
