@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +25,7 @@ from embeddings.text.chunking import chunk_document
 from embeddings.text.extract import (
     MAX_INPUT_BYTES,
     SUPPORTED_EXTENSIONS,
+    Deadline,
     ExtractedArticle,
     extract,
     kind_for_path,
@@ -31,6 +35,9 @@ from embeddings.text.extract import (
 # being read (committed ones are durable, and ingesting the same files again skips them).
 COMMIT_EVERY_PASSAGES = 256
 SENTENCE_POOLING = True
+# Reading and chunking one upload (ingest_bytes) may take at most this long, then it fails with one line:
+# every step is linear, so only a pathological input gets near it, and the bot's other users never wait on it.
+UPLOAD_TIME_BUDGET_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -175,31 +182,65 @@ def expand_inputs(inputs: Iterable[str]) -> tuple[list[SourceRef], list[Failure]
 
     for raw in inputs:
         item = raw.strip()
-        if not item:
-            failures.append(Failure(repr(raw), "empty input name"))
-        elif is_url(item):
-            add(SourceRef(item, item, True))
-        elif "://" in item:
-            failures.append(Failure(item, "only http:// and https:// URLs can be ingested"))
-        else:
-            path = Path(item).expanduser()
-            if not path.exists():
-                failures.append(Failure(item, "no such file or directory"))
-            elif path.is_dir():
-                files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-                               and not any(part.startswith(".") for part in p.relative_to(path).parts))
-                if not files:
-                    failures.append(Failure(item, f"no {', '.join(SUPPORTED_EXTENSIONS)} files in this folder"))
-                for f in files:
-                    add(SourceRef(str(f), str(f.resolve()), False))
+        try:
+            if not item:
+                failures.append(Failure(repr(raw), "empty input name"))
             else:
-                try:
-                    kind_for_path(str(path))
-                except InputError as exc:
-                    failures.append(Failure(item, _strip_name(str(exc), item)))
-                    continue
-                add(SourceRef(item, str(path.resolve()), False))
+                _expand_one(item, add, failures)
+        except OSError as exc:  # e.g. a name too long for the file system: this input fails, the others go on
+            failures.append(Failure(_printable(item), f"cannot read: {exc.strerror or exc}"))
     return refs, failures
+
+
+def _printable(name: str) -> str:
+    """The name as a user can read it: undecodable bytes (kept as surrogates) as \\xNN, controls as '?'."""
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join("?" if ord(c) < 32 or ord(c) == 127 else c for c in name)
+
+
+def _bad_name(name: str) -> str | None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "the file name is not valid UTF-8; rename the file"
+    return None
+
+
+def _expand_one(item: str, add: Callable[[SourceRef], None], failures: list[Failure]) -> None:
+    if (why := _bad_name(item)) is not None:
+        failures.append(Failure(_printable(item), why))
+    elif is_url(item):
+        add(SourceRef(item, item, True))
+    elif "://" in item:
+        failures.append(Failure(item, "only http:// and https:// URLs can be ingested"))
+    else:
+        try:
+            path = Path(item).expanduser()
+        except RuntimeError:  # ~name of a user that does not exist
+            failures.append(Failure(item, f"no such user {item.split('/', 1)[0]!r}"))
+            return
+        if not path.exists():
+            failures.append(Failure(item, "no such file or directory"))
+        elif path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not files:
+                failures.append(Failure(item, f"no {', '.join(SUPPORTED_EXTENSIONS)} files in this folder"))
+            for f in files:
+                if (why := _bad_name(str(f))) is not None:
+                    failures.append(Failure(_printable(str(f)), why))
+                else:
+                    add(SourceRef(str(f), str(f.resolve()), False))
+        else:
+            try:
+                kind_for_path(str(path))
+            except InputError as exc:
+                failures.append(Failure(item, _strip_name(str(exc), item)))
+                return
+            if not path.is_file():  # a FIFO would block the read forever, a device never end
+                failures.append(Failure(item, "not a regular file"))
+                return
+            add(SourceRef(item, str(path.resolve()), False))
 
 
 def _strip_name(message: str, name: str) -> str:
@@ -223,11 +264,29 @@ def read_source(ref: SourceRef, *, allow_private_urls: bool = False,
             raise FetchError(f"{ref.name}: unsupported content type {ctype or 'unknown'} (expected HTML or text)")
         return extract(page.body, kind=kind, name=ref.name, charset=getattr(page, "charset", None),  # type: ignore[attr-defined]
                        url=getattr(page, "url", ref.canonical))
-    path = Path(ref.canonical)
-    size = path.stat().st_size
-    if size > MAX_INPUT_BYTES:
-        raise UnsupportedInput(f"{ref.name}: {size / 1e6:.1f} MB is over the {MAX_INPUT_BYTES // 2**20} MB limit")
-    return extract(path.read_bytes(), kind=kind_for_path(ref.canonical), name=ref.name)
+    return extract(_read_file(ref), kind=kind_for_path(ref.canonical), name=ref.name)
+
+
+def _read_file(ref: SourceRef) -> bytes:
+    """At most MAX_INPUT_BYTES of a regular file. Opened non-blocking and checked after opening, so a FIFO
+    (or a file swapped for one) cannot hang the read, and at most limit + 1 bytes are read whatever size
+    the file reports (a symlink to /dev/zero reports 0)."""
+    too_big = f"{ref.name}: over the {MAX_INPUT_BYTES // 2**20} MB limit"
+    fd = os.open(ref.canonical, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    with open(fd, "rb", closefd=True) as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsupportedInput(f"{ref.name}: not a regular file")
+        if st.st_size > MAX_INPUT_BYTES:
+            raise UnsupportedInput(f"{ref.name}: {st.st_size / 1e6:.1f} MB is over the "
+                                   f"{MAX_INPUT_BYTES // 2**20} MB limit")
+        try:
+            data = fh.read(MAX_INPUT_BYTES + 1)
+        except BlockingIOError as exc:  # pragma: no cover - regular files do not block
+            raise OSError(errno.EAGAIN, "the file is not ready to be read") from exc
+    if len(data) > MAX_INPUT_BYTES:
+        raise UnsupportedInput(too_big)
+    return data
 
 
 class Ingestor:
@@ -240,7 +299,8 @@ class Ingestor:
     def _embed_hash(self, embed_input: str) -> str:
         return hashlib.sha256(f"{self.index.config.model}\0{embed_input}".encode()).hexdigest()[:32]
 
-    def prepare(self, ref: SourceRef, article: ExtractedArticle, scope: str) -> _Pending:
+    def prepare(self, ref: SourceRef, article: ExtractedArticle, scope: str,
+                deadline: Deadline | None = None) -> _Pending:
         enc = self.index.encoder
         content_hash = hashlib.sha256(f"{article.title}\0{article.text}".encode()).hexdigest()[:32]
         existing = self.index.store.document_by_source(scope, ref.canonical)
@@ -250,7 +310,8 @@ class Ingestor:
             status = "updated"  # its passages lost their embeddings (an older qabot's bug): embed them again
         title_tokens = enc.count_tokens(article.title) if article.title else 0
         chunks = [] if status == "unchanged" else chunk_document(
-            article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens)
+            article.text, enc.count_tokens, self.index.config.chunking, reserved_tokens=title_tokens,
+            deadline=deadline)
         passages = []
         jobs: dict[str, EmbedJob] = {}
         for c in chunks:
@@ -285,13 +346,16 @@ class Ingestor:
                 failures.append(Failure(item or repr(raw), "only http:// and https:// URLs can be ingested here"))
         return self._run([(ref, None) for ref in refs], failures, scope, False, None)
 
-    def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str) -> IngestReport:
-        """For uploads (Discord attachments): the bytes are the document; `source` is its identity."""
+    def ingest_bytes(self, data: bytes, *, name: str, source: str, kind: str, scope: str,
+                     time_budget: float | None = None) -> IngestReport:
+        """For uploads (Discord attachments): the bytes are the document; `source` is its identity.
+        Reading and chunking get `time_budget` seconds (default UPLOAD_TIME_BUDGET_S), else a Failure."""
+        deadline = Deadline(UPLOAD_TIME_BUDGET_S if time_budget is None else time_budget, name)
         try:
-            article = extract(data, kind=kind, name=name)
+            article = extract(data, kind=kind, name=name, deadline=deadline)
         except QabotError as exc:
             return IngestReport(failures=(Failure(name, _strip_name(str(exc), name)),))
-        return self._run([(SourceRef(name, source, False), article)], [], scope, False, None)
+        return self._run([(SourceRef(name, source, False), article)], [], scope, False, None, deadline=deadline)
 
     def ingest_texts(self, items: Iterable[tuple[str, str, bytes]], *, kind: str = "markdown",
                      scope: str = BASE_SCOPE, progress: bool | None = None) -> IngestReport:
@@ -305,7 +369,8 @@ class Ingestor:
         return self._run(work, [], scope, progress, None)
 
     def _run(self, items: Sequence[tuple[SourceRef, ExtractedArticle | Callable[[], ExtractedArticle] | None]], failures: list[Failure], scope: str,
-             progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None) -> IngestReport:
+             progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None,
+             deadline: Deadline | None = None) -> IngestReport:
         from tqdm import tqdm
 
         started = time.perf_counter()
@@ -371,7 +436,7 @@ class Ingestor:
                         article = read_source(ref, allow_private_urls=self.allow_private_urls, fetch=self._fetch)
                     elif callable(article):
                         article = article()
-                    pending = self.prepare(ref, article, scope)
+                    pending = self.prepare(ref, article, scope, deadline)
                 except QabotError as exc:
                     failures.append(Failure(ref.name, _strip_name(user_message(exc), ref.name)))
                     continue
@@ -391,10 +456,21 @@ class Ingestor:
         return IngestReport(tuple(outcomes), tuple(failures), embedded, reused, time.perf_counter() - started)
 
     def remove(self, doc_ref: str, *, scope: str | None = BASE_SCOPE) -> list[str]:
-        """Remove documents by key, source (path/URL) or exact title; returns the removed titles."""
+        """Remove one document by key or source (path/URL), or by exact title when only one document has it;
+        returns the removed titles. A title that several documents share removes nothing: the error lists
+        their keys and sources (one line each), so the user can pick one by key."""
         docs = self.index.store.documents(scope)
-        path_form = str(Path(doc_ref).expanduser().resolve()) if not is_url(doc_ref) else doc_ref
-        matches = [d for d in docs if doc_ref in (d.doc_key, d.source, d.title) or d.source == path_form]
+        try:
+            path_form = str(Path(doc_ref).expanduser().resolve()) if not is_url(doc_ref) else doc_ref
+        except (OSError, RuntimeError):  # a ~user that does not exist, a name too long: not a path, then
+            path_form = doc_ref
+        matches = [d for d in docs if doc_ref in (d.doc_key, d.source) or d.source == path_form]
+        if not matches:
+            matches = [d for d in docs if d.title == doc_ref]
+            if len(matches) > 1:
+                raise InputError("\n".join(
+                    [f"{len(matches)} documents have the title {doc_ref!r}; remove one by its key:"]
+                    + [f"  {d.doc_key}  {d.source}" for d in matches]))
         if not matches:
             raise InputError(f"No document matches {doc_ref!r}: see `qabot ls` for keys and sources")
         with self.index.writer() as writer:

@@ -23,7 +23,11 @@ estimate was wrong. The size bound ``count_tokens(chunk.text) <= budget`` theref
 for a single character that alone exceeds the budget, which cannot be split).
 
 Sentence segmentation uses pysbd ("en", clean=False) paragraph by paragraph, so sentences never cross
-paragraph boundaries. pysbd's own offset recovery is slow and drops sentences it cannot find, so the
+paragraph boundaries. pysbd takes time quadratic in its input on some texts (its abbreviation and
+punctuation passes rewrite the whole text once per match: 40 KB of "e.g. " took 3 s), so a paragraph
+longer than ``_SEGMENT_WINDOW`` characters is segmented in windows of at most that size, each cut after
+a likely sentence end (else at whitespace, else anywhere): ingest stays linear in its input, and such a
+paragraph is far over any token budget anyway. pysbd's own offset recovery is slow and drops sentences it cannot find, so the
 segments are located here with ``str.find``; the sentences of a paragraph always tile it completely
 (text pysbd altered or dropped is attached to the neighbouring sentence), so no text is ever lost.
 """
@@ -52,6 +56,10 @@ TokenCounter = Callable[[str], int]
 MIN_BUDGET = 32
 # Characters of a segment used to re-locate it when pysbd altered the segment's text.
 _FIND_PREFIX = 20
+# pysbd is given at most this many characters at a time (see the module docstring).
+_SEGMENT_WINDOW = 2000
+_SENTENCE_END = re.compile(r"[.!?…。！？][\"'”’)\]]*\s+")
+_SPACE_RUN = re.compile(r"\s+")
 
 # A unit is a sentence (or a piece of an over-long one): (start, end, content tokens).
 Unit = tuple[int, int, int]
@@ -178,24 +186,48 @@ def _get_segmenter() -> Any:
     return _segmenter
 
 
-def _segments(paragraph: str) -> list[str]:
+def _windows(paragraph: str) -> list[str]:
+    """The paragraph in consecutive pieces of at most _SEGMENT_WINDOW characters, cut after the last
+    sentence end in a piece's second half, else after its last whitespace, else at the limit."""
+    pieces: list[str] = []
+    start, n = 0, len(paragraph)
+    while n - start > _SEGMENT_WINDOW:
+        lo, hi = start + _SEGMENT_WINDOW // 2, start + _SEGMENT_WINDOW
+        cut = hi
+        for pattern in (_SENTENCE_END, _SPACE_RUN):
+            ends = [m.end() for m in pattern.finditer(paragraph, lo, hi)]
+            if ends:
+                cut = ends[-1]
+                break
+        pieces.append(paragraph[start:cut])
+        start = cut
+    pieces.append(paragraph[start:])
+    return pieces
+
+
+def _segments(paragraph: str, deadline: Any = None) -> list[str]:
     # Segmenter.segment() re-locates each sentence with a regex over the whole text (quadratic, and it
     # silently drops sentences it cannot find) and stores the text on the shared instance; the processor
     # alone returns the sentence strings, which are located below instead.
     seg = _get_segmenter()
-    try:
-        return [str(s) for s in seg.processor(paragraph).process()]
-    except Exception:  # pysbd bug on odd input: treat the paragraph as one sentence
-        return [paragraph]
+    out: list[str] = []
+    for piece in _windows(paragraph):
+        if deadline is not None:
+            deadline.check()
+        try:
+            out += [str(s) for s in seg.processor(piece).process()]
+        except Exception:  # pysbd bug on odd input: treat the piece as one sentence
+            out.append(piece)
+    return out
 
 
-def _paragraph_sentences(text: str, start: int, end: int) -> list[tuple[int, int]]:
+def _paragraph_sentences(text: str, start: int, end: int, deadline: Any = None) -> list[tuple[int, int]]:
     """Sentences of the stripped paragraph text[start:end], tiling it completely (relative offsets)."""
     para = text[start:end]
     starts: list[int] = []
     pos = 0
     n = len(para)
-    for seg in _segments(para):
+    for seg in (_segments(para) if deadline is None else _segments(para, deadline)):
         s = seg.strip()
         if not s:
             continue
@@ -247,8 +279,10 @@ def _budget(settings: ChunkSettings, reserved_tokens: int) -> int:
 class _Chunker:
     """State for chunking one document: the text, the counter, the budget and the count overhead."""
 
-    def __init__(self, text: str, count_tokens: TokenCounter, settings: ChunkSettings, budget: int):
+    def __init__(self, text: str, count_tokens: TokenCounter, settings: ChunkSettings, budget: int,
+                 deadline: Any = None):
         self.text = text
+        self.deadline = deadline
         self.count = count_tokens
         self.settings = settings
         self.budget = budget
@@ -297,20 +331,29 @@ class _Chunker:
         return pieces
 
     def split_long_word(self, s: int, e: int) -> list[Unit]:
-        """Split a whitespace-free run text[s:e] at character boundaries (binary search on length)."""
+        """Split a whitespace-free run text[s:e] at character boundaries: each piece is the longest prefix
+        that fits, found by doubling a guess, then a binary search below the first length that does not
+        fit. Each count is then of at most about twice the piece (a binary search over the whole rest of
+        the run counted it again per piece: quadratic in a long run, e.g. CJK text or base64)."""
+        room = max(self.budget - self.base, 1)
         pieces: list[Unit] = []
         while s < e:
             lo, hi = 1, e - s  # the longest prefix length that fits lies in [1, hi]
-            if self.fits(s, e):
-                lo = hi
-            else:
-                hi -= 1
-                while lo < hi:
-                    mid = (lo + hi + 1) // 2
-                    if self.fits(s, s + mid):
-                        lo = mid
-                    else:
-                        hi = mid - 1
+            probe = min(room, hi)
+            while True:
+                if not self.fits(s, s + probe):
+                    hi = probe - 1
+                    break
+                lo = probe
+                if probe == hi:
+                    break
+                probe = min(probe * 2, hi)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if self.fits(s, s + mid):
+                    lo = mid
+                else:
+                    hi = mid - 1
             pieces.append((s, s + lo, self.content(s, s + lo)))
             s += lo
         return pieces
@@ -321,7 +364,7 @@ class _Chunker:
         """The sentences of a paragraph as (start, end, content_tokens); over-long ones split."""
         room = self.budget - self.base
         units: list[Unit] = []
-        for s, e in _paragraph_sentences(self.text, ps, pe):
+        for s, e in _paragraph_sentences(self.text, ps, pe, self.deadline):
             c = self.content(s, e)
             if c > room:
                 units.extend(self.split_long_sentence(s, e))
@@ -389,15 +432,17 @@ def chunk_document(
     count_tokens: TokenCounter,
     settings: ChunkSettings = ChunkSettings(),  # noqa: B008 - frozen, immutable default
     reserved_tokens: int = 0,
+    deadline: Any = None,
 ) -> list[Chunk]:
     """Split a cleaned article text into passages (see the module docstring for the rules).
 
     ``reserved_tokens`` is what the context prepended at embedding time (the headline) takes; the budget
-    is ``max_tokens - reserved_tokens`` but never below 32 (or max_tokens, if smaller)."""
+    is ``max_tokens - reserved_tokens`` but never below 32 (or max_tokens, if smaller). ``deadline`` (an
+    ``embeddings.text.extract.Deadline``) is checked between paragraphs and segmenter windows."""
     paras = paragraph_spans(text)
     if not paras:
         return []
-    ck = _Chunker(text, count_tokens, settings, _budget(settings, reserved_tokens))
+    ck = _Chunker(text, count_tokens, settings, _budget(settings, reserved_tokens), deadline)
     room = ck.budget - ck.base
     min_tokens = settings.min_tokens
 
@@ -422,6 +467,8 @@ def chunk_document(
         pending, pending_size = [], 0
 
     for pi, (ps, pe) in enumerate(paras):
+        if deadline is not None:
+            deadline.check()
         units = ck.paragraph_units(ps, pe)
         size = sum(u[2] for u in units)
         if size > room:  # long paragraph: sentence pieces with overlap

@@ -8,7 +8,9 @@ from __future__ import annotations
 import codecs
 import os
 import re
+import time
 import unicodedata
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,22 @@ class ExtractedArticle:
     outlet: str | None  # site name (HTML only)
     published: str | None  # ISO "YYYY-MM-DD" when known
     kind: str  # "text" | "markdown" | "html"
+
+
+class Deadline:
+    """A time budget for reading one input (uploads to the bot have one): ``check()`` raises a one-line
+    UnsupportedInput naming the input once the budget is spent. Extraction and chunking check it between
+    lines, paragraphs and segmenter windows, each of which takes time linear in its size."""
+
+    def __init__(self, seconds: float, name: str) -> None:
+        self.seconds = seconds
+        self.label = _label(name)
+        self.at = time.monotonic() + seconds
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise UnsupportedInput(f"{self.label}: gave up after {self.seconds:g} s of reading it (the time limit "
+                                   "for one upload); split the file or simplify its formatting")
 
 
 def _label(name: str) -> str:
@@ -68,6 +86,18 @@ def _check_bytes(data: bytes, label: str) -> None:
         raise UnsupportedInput(f"{label}: looks like a binary file, not text, Markdown or HTML")
 
 
+# After a BOM, NUL bytes can be text (UTF-16/32), so binary data is recognised in the decoded text instead:
+# NUL, other controls, private-use or unassigned code points (random bytes decode to many of these).
+_NOT_TEXT_CATEGORIES = frozenset({"Cc", "Co", "Cn", "Cs"})
+
+
+def _looks_binary(text: str) -> bool:
+    if "\x00" in text:
+        return True
+    odd = sum(1 for c in text if c not in "\t\n\x0b\x0c\r" and unicodedata.category(c) in _NOT_TEXT_CATEGORIES)
+    return odd > 0.1 * len(text)
+
+
 def decode_text(data: bytes, *, name: str, charset: str | None = None) -> str:
     """Decode after the size/empty/binary checks: a BOM wins, then `charset`, then UTF-8."""
     label = _label(name)
@@ -75,9 +105,12 @@ def decode_text(data: bytes, *, name: str, charset: str | None = None) -> str:
     for bom, codec in _BOMS:
         if data.startswith(bom):
             try:
-                return data[len(bom):].decode(codec)
+                text = data[len(bom):].decode(codec)
             except UnicodeDecodeError as exc:
                 raise UnsupportedInput(f"{label}: invalid {codec} at byte offset {exc.start + len(bom)}") from None
+            if data[len(bom):].startswith(_MAGIC) or _looks_binary(text):  # a BOM does not make it text
+                raise UnsupportedInput(f"{label}: looks like a binary file, not text, Markdown or HTML")
+            return text
     tried = ""
     if charset:
         try:
@@ -102,20 +135,67 @@ _NEWLINES = str.maketrans({c: "\n" for c in "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u202
 _STRAY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f\ufeff]")  # left-over controls and inner BOMs carry no text
 _BULLET = re.compile(r"^\s*(?:[-*+•]|\d{1,3}[.)])\s+")
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)")
-_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*)$")  # the closing #s are cut by _heading_text, not here
 _SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$")
 _SKIP_LINE = re.compile(r"^\s{0,3}(?:([-*_])(?:\s*\1){2,}|\[[^\]]+\]:\s*\S+.*)\s*$")  # rules, link refs
+# Every pattern here must take time linear in the line (ingest is linear in its input; one long line must
+# not hold the GIL for seconds): a pattern that can fail must stop scanning where the next attempt would
+# start. So bracketed text excludes "[", link targets "(" (one level of nested parentheses allowed),
+# autolinks "<", and code spans start at the beginning of a backtick run. Emphasis, whose lazy ".+?" would
+# scan to the end of the line from every opener that has no closer, is paired by _emphasis instead.
+_TARGET = r"(?:\((?:[^()]|\([^()]*\))*\)|\[[^\[\]]*\])"  # (url "title") or [ref]
 _INLINE = (  # markdown inline markup -> plain text, in this order (images before links)
     (re.compile(r"^\s*(?:>\s?)+"), ""),
-    (re.compile(r"!\[[^\]]*\](?:\([^)]*\)|\[[^\]]*\])"), ""),
-    (re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\[[^\]]*\])"), r"\1"),
-    (re.compile(r"<((?:https?|mailto):[^>\s]+)>"), r"\1"),
-    (re.compile(r"`+([^`]+?)`+"), r"\1"),
-    (re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"), r"\2"),
-    (re.compile(r"(?<![\w*])\*(?=\S)(.+?)(?<=\S)\*(?![\w*])"), r"\1"),
-    (re.compile(r"(?<!\w)_(?=\S)(.+?)(?<=\S)_(?!\w)"), r"\1"),
-    (re.compile(r"~~(.+?)~~"), r"\1"),
+    (re.compile(r"!\[[^\[\]]*\]" + _TARGET), ""),
+    (re.compile(r"\[([^\[\]]*)\]" + _TARGET), r"\1"),
+    (re.compile(r"<((?:https?|mailto):[^<>\s]+)>"), r"\1"),
+    (re.compile(r"(?<!`)`+([^`]+?)`+"), r"\1"),
 )
+# Emphasis as (opener, closer, delimiter width), zero-width so overlapping candidates are all found. Each
+# pair does what re.sub(OPEN (?=\S)(.+?)(?<=\S) CLOSE, content) did, in this order: **bold**/__bold__
+# (closed by the same delimiter), *italic* (not inside a word or a run of *), _italic_ (not inside a word).
+_EMPHASIS = (
+    (re.compile(r"(?=(\*\*|__)\S)"), re.compile(r"(?<=\S)(?=(\*\*|__))"), 2),
+    (re.compile(r"(?<![\w*])(?=\*\S)"), re.compile(r"(?<=\S)(?=\*(?![\w*]))"), 1),
+    (re.compile(r"(?<!\w)(?=_\S)"), re.compile(r"(?<=\S)(?=_(?!\w))"), 1),
+)
+_STRIKE = re.compile(r"~~(.+?)~~")  # linear: an opener without a closer has no later "~~" to retry from
+
+
+def _emphasis(line: str, opener: re.Pattern[str], closer: re.Pattern[str], width: int) -> str:
+    """Strip one kind of emphasis in O(n log n): leftmost opener first, paired with the first closer of the
+    same delimiter at least one character after it, exactly like a lazy regex but without rescanning the
+    line from every opener that has no closer (when one has none, no later opener of its kind has one)."""
+    closes: dict[str, list[int]] = {}
+    for m in closer.finditer(line):
+        closes.setdefault(line[m.start():m.start() + width], []).append(m.start())
+    if not closes:
+        return line
+    out: list[str] = []
+    pos = 0
+    for m in opener.finditer(line):
+        p = m.start()
+        if p < pos:
+            continue
+        candidates = closes.get(line[p:p + width])
+        if not candidates:
+            continue
+        k = bisect_left(candidates, p + width + 1)
+        if k == len(candidates):
+            del closes[line[p:p + width]]  # no closer left for this delimiter
+            continue
+        c = candidates[k]
+        out += (line[pos:p], line[p + width:c])
+        pos = c + width
+    out.append(line[pos:])
+    return "".join(out)
+
+
+def _heading_text(content: str) -> str:
+    """A heading's text without an optional closing sequence of #s (which must follow whitespace)."""
+    content = content.rstrip()
+    bare = content.rstrip("#")
+    return bare.rstrip() if bare != content and bare[-1:].isspace() else content
 
 
 def _normalise(text: str) -> str:
@@ -136,7 +216,7 @@ def _join(lines: list[str]) -> str:
     return "\n".join(out)
 
 
-def _paragraphs(text: str, *, markdown: bool) -> tuple[list[str], set[int]]:
+def _paragraphs(text: str, *, markdown: bool, deadline: Deadline | None = None) -> tuple[list[str], set[int]]:
     """Paragraphs, plus the indexes of those that were markdown headings."""
     lines = text.split("\n")
     one_per_line = all(ln.strip() for ln in lines)  # no blank line at all: each line is a paragraph
@@ -154,6 +234,8 @@ def _paragraphs(text: str, *, markdown: bool) -> tuple[list[str], set[int]]:
             paras.append(para.strip())
 
     for line in lines:
+        if deadline is not None:
+            deadline.check()
         if markdown and _FENCE.match(line):
             if code is None:
                 flush()
@@ -168,7 +250,7 @@ def _paragraphs(text: str, *, markdown: bool) -> tuple[list[str], set[int]]:
         if markdown:
             if m := _HEADING.match(line):
                 flush()
-                flush(_inline(m[1]), heading=True)
+                flush(_inline(_heading_text(m[1])), heading=True)
                 continue
             if _SETEXT.match(line) and len(block) == 1:
                 flush(_inline(block[0]), heading=True)
@@ -189,7 +271,9 @@ def _paragraphs(text: str, *, markdown: bool) -> tuple[list[str], set[int]]:
 def _inline(line: str) -> str:
     for pattern, repl in _INLINE:
         line = pattern.sub(repl, line)
-    return line
+    for opener, closer, width in _EMPHASIS:
+        line = _emphasis(line, opener, closer, width)
+    return _STRIKE.sub(r"\1", line)
 
 
 # ---------------------------------------------------------------- boilerplate
@@ -246,7 +330,8 @@ def _is_headline(p: str) -> bool:
 
 
 def extract(
-    data: bytes, *, kind: str, name: str, charset: str | None = None, url: str | None = None
+    data: bytes, *, kind: str, name: str, charset: str | None = None, url: str | None = None,
+    deadline: Deadline | None = None,
 ) -> ExtractedArticle:
     if kind not in _KINDS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {sorted(_KINDS)}")
@@ -268,7 +353,8 @@ def extract(
                 del paras[i]
                 break
     else:
-        paras, headings = _paragraphs(_normalise(decode_text(data, name=name)), markdown=kind == "markdown")
+        paras, headings = _paragraphs(_normalise(decode_text(data, name=name)), markdown=kind == "markdown",
+                                      deadline=deadline)
         heading_texts = {paras[i] for i in headings}
         paras = _clean(paras)
         first_is_heading = bool(paras) and paras[0] in heading_texts

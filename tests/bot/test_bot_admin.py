@@ -228,6 +228,45 @@ async def test_ingest_while_index_is_busy(fake: FakeDiscord, service: QAService,
     assert service.documents(guild_scope(GUILD)) == []
 
 
+async def test_hostile_upload_never_stalls_the_event_loop(fake: FakeDiscord, service: QAService,
+                                                          files: Files) -> None:
+    """A 50 KB line of unclosed bold markers held the GIL in one regex for ~9 s before the Markdown patterns
+    were made linear, so every other server's /ask waited (Discord's deadline is 3 s); now it takes ms."""
+    hostile = ("**a " * 12_500 + "\n\nThe festival was held on Tuesday.").encode()
+    gaps: list[float] = []
+    done = False
+
+    async def heartbeat() -> None:
+        last = asyncio.get_running_loop().time()
+        while not done:
+            await asyncio.sleep(0.01)
+            now = asyncio.get_running_loop().time()
+            gaps.append(now - last)
+            last = now
+
+    async with fake.running(QABot(service, settings())):
+        beat = asyncio.create_task(heartbeat())
+        inter = await ingest_file(fake, files, "hostile.md", hostile)
+        final = await wait_edit(fake, inter, lambda c: not c.startswith(("Downloading", "Indexing")))
+        done = True
+        await beat
+    assert final.startswith("Added"), final
+    assert max(gaps) < 1.5, max(gaps)
+
+
+async def test_upload_over_its_time_budget_fails_with_one_line(fake: FakeDiscord, service: QAService,
+                                                               files: Files, monkeypatch: pytest.MonkeyPatch) -> None:
+    from embeddings.ingest import pipeline
+
+    monkeypatch.setattr(pipeline, "UPLOAD_TIME_BUDGET_S", 0.0)
+    async with fake.running(QABot(service, settings())):
+        inter = await ingest_file(fake, files, "festival.txt", UPLOAD.encode())
+        final = await wait_edit(fake, inter, lambda c: not c.startswith(("Downloading", "Indexing")))
+    assert final.startswith("Could not ingest festival.txt: gave up after 0 s of reading it"), final
+    assert "\n" not in final
+    assert service.documents(guild_scope(GUILD)) == []
+
+
 # ---- /forget ------------------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ import pytest
 from filelock import FileLock
 
 from embeddings.encoders.hashing import HashingEncoder
+from embeddings.errors import UnsupportedInput
 from embeddings.ingest.fetch import fetch_url
 from embeddings.ingest.pipeline import Ingestor
 from embeddings.service import QAService
@@ -156,6 +157,16 @@ NAV_ONLY = b"""<!doctype html><html><head><title>Example News</title></head><bod
 <ul class="footer"><li><a href="/about">About us</a></li><li><a href="/contact">Contact</a></li>
 <li><a href="/privacy">Privacy</a></li></ul></body></html>"""
 
+def _fifo(path: Path) -> str:
+    os.mkfifo(path)  # nobody ever writes to it: reading it would block forever
+    return str(path)
+
+
+def _symlink(path: Path, target: str) -> str:
+    path.symlink_to(target)
+    return str(path)
+
+
 # id -> (make the argument in tmp_path, substrings the error line must contain)
 BAD_INPUTS: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
     "missing-path": (lambda d: str(d / "no_such_article.txt"), ("no such file",)),
@@ -170,6 +181,14 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], str], tuple[str, ...]]] = {
                                       "Caf\u00e9 society in the harbour town.\n\nMore text here.".encode("latin-1")),
                      ("not valid utf-8",)),
     "too-large-20MB": (lambda d: _big_text(d / "huge.txt"), ("mb", "limit")),
+    "fifo": (lambda d: _fifo(d / "x.txt"), ("not a regular file",)),
+    "symlink-to-dev-zero": (lambda d: _symlink(d / "zero.txt", "/dev/zero"), ("not a regular file",)),
+    "utf8-bom-then-binary": (lambda d: _write(d / "bom.txt", b"\xef\xbb\xbf" + bytes(
+        b & 0x7F for b in random.Random(7).randbytes(4096))), ("binary",)),
+    "utf16-bom-then-binary": (lambda d: _write(d / "bom16.txt", b"\xff\xfe" + b"\x01\x00\x00\x00\x10\x20\x00\x00" * 512),
+                              ("binary",)),
+    "too-long-name": (lambda d: str(d / ("a" * 300 + ".txt")), ("file name too long",)),
+    "unknown-user": (lambda d: "~no_such_user_qabot/article.txt", ("no such user", "~no_such_user_qabot")),
     "navigation-only-html": (lambda d: _write(d / "menu.html", NAV_ONLY), ("navigation",)),
     "ftp-url": (lambda d: "ftp://example.com/article.txt", ("only http:// and https://",)),
 }
@@ -191,6 +210,40 @@ def test_bad_input_is_refused_and_index_unchanged(case, home, base_snapshot, tmp
     assert "0 added, 0 updated, 0 unchanged, 1 failed" in proc.stdout
     assert elapsed < 10, f"{case} took {elapsed:.1f} s"  # the 20 MB file is refused by its size, not read
     assert snapshot(home) == base_snapshot
+
+
+def test_each_bad_input_fails_alone_and_the_good_ones_are_ingested(home, base_snapshot, tmp_path):
+    """One command, several faulty inputs beside good ones: a line each, naming it; the good files go in."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "good.txt").write_text(article("Ferry Timetable Changes", "ferry", "goodmarker"), encoding="utf-8")
+    bad_name = os.fsdecode(bytes(folder) + b"/bad\xff.txt")
+    Path(bad_name).write_text(article("Badly Named", "name", "badnamemarker"), encoding="utf-8")
+    beside = tmp_path / "beside.txt"
+    beside.write_text(article("Bridge Repairs Begin", "bridge", "besidemarker"), encoding="utf-8")
+    too_long = str(tmp_path / ("b" * 300 + ".txt"))
+    proc = run_qabot(home, "ingest", str(folder), too_long, "~no_such_user_qabot/x.txt", str(beside))
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = error_lines(proc)
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 3, proc.stderr
+    assert lines[0] == f"error: {folder}/bad\\xff.txt: the file name is not valid UTF-8; rename the file"
+    assert lines[1].startswith(f"error: {too_long}: cannot read: ") and "too long" in lines[1]
+    assert lines[2] == "error: ~no_such_user_qabot/x.txt: no such user '~no_such_user_qabot'"
+    assert "2 added, 0 updated, 0 unchanged, 3 failed" in proc.stdout
+    sources = {d["source"] for d in snapshot(home)[0]}
+    assert {str((folder / "good.txt").resolve()), str(beside.resolve())} <= sources
+
+
+def test_file_reporting_a_small_size_is_read_only_to_the_limit(monkeypatch):
+    """/proc files report size 0 (as a FIFO or device would): at most limit + 1 bytes are read."""
+    from embeddings.ingest import pipeline
+    from embeddings.ingest.pipeline import SourceRef, read_source
+
+    monkeypatch.setattr(pipeline, "MAX_INPUT_BYTES", 64)
+    assert os.stat("/proc/self/maps").st_size == 0
+    with pytest.raises(UnsupportedInput, match=r"^maps\.txt: over the 0 MB limit"):
+        read_source(SourceRef("maps.txt", "/proc/self/maps", False))
 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "10.0.0.1", "169.254.169.254"])
@@ -290,6 +343,29 @@ def test_rm_removes_document_entirely(home, base_snapshot, tmp_path):
         {k: v for k, v in base_snapshot[1].items() if k not in drop}
     answer = ask_json(home, "ferrymarker report harbour council plan")
     assert all(p["source"] != str(f.resolve()) and "ferrymarker" not in p["text"] for p in answer["passages"])
+
+
+def test_rm_by_a_shared_title_refuses_and_lists_the_candidates(home, base_snapshot, tmp_path):
+    """Two README.md in different folders, same title: `rm TITLE` removes neither and lists both keys;
+    a unique title, a key and a path each remove exactly one document."""
+    paths = []
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "README.md")
+        paths[-1].write_text(article("Project Readme", "readme", f"{folder}marker"), encoding="utf-8")
+    assert run_qabot(home, "ingest", *map(str, paths)).returncode == 0
+    docs, _ = snapshot(home)
+    keys = {d["source"]: d["doc"] for d in docs}
+    proc = run_qabot(home, "rm", "Project Readme")
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    assert error_lines(proc) == ["qabot: 2 documents have the title 'Project Readme'; remove one by its key:",
+                                 *(f"  {keys[str(p.resolve())]}  {p.resolve()}" for p in paths)]
+    assert snapshot(home)[0] == docs  # nothing removed
+    proc = run_qabot(home, "rm", keys[str(paths[0].resolve())])
+    assert proc.returncode == 0 and proc.stdout == "removed: Project Readme\n", proc.stderr
+    proc = run_qabot(home, "rm", "Project Readme")  # now unique
+    assert proc.returncode == 0 and proc.stdout == "removed: Project Readme\n", proc.stderr
+    assert snapshot(home)[0] == base_snapshot[0]
 
 
 def test_rm_unknown_document_is_an_input_error(home, base_snapshot):

@@ -252,6 +252,49 @@ def test_overlong_word_split_at_characters():
     assert len(chunks) >= 3
 
 
+def test_overlong_word_costs_counts_linear_in_its_length():
+    """A 200 KB run without whitespace (CJK, base64): the characters handed to count_tokens stay a small
+    multiple of the run (a binary search over the rest of the run per piece counted ~10^9 of them)."""
+    counted = 0
+
+    def counting(text: str) -> int:
+        nonlocal counted
+        counted += len(text)
+        return len(text) // 4 + 2
+
+    doc = "x" * 200_000
+    chunks = chunk_document(doc, counting, ChunkSettings(max_tokens=64, min_tokens=0))
+    assert "".join(c.text for c in chunks) == doc and all(len(c.text) // 4 + 2 <= 64 for c in chunks)
+    assert counted < 30 * len(doc)
+
+
+def test_long_paragraph_is_segmented_in_bounded_windows(monkeypatch):
+    """pysbd is quadratic on some texts (its abbreviation pass rewrites the text per match), so it never
+    sees more than _SEGMENT_WINDOW characters at once; windows end after a sentence where there is one."""
+    seen: list[str] = []
+    real = chunking._get_segmenter()
+    processor = real.processor
+
+    def recording(text):
+        seen.append(text)
+        return processor(text)
+
+    monkeypatch.setattr(real, "processor", recording)
+    para = " ".join(sent(12, f"w{i % 7}") for i in range(600))  # ~50 KB, one paragraph
+    spans = split_sentences(para)
+    assert max(map(len, seen)) <= chunking._SEGMENT_WINDOW and "".join(seen) == para
+    assert all(piece.rstrip().endswith(".") for piece in seen)
+    assert [para[s.start:s.end] for s in spans] == [sent(12, f"w{i % 7}") for i in range(600)]
+
+
+def test_long_paragraph_of_abbreviations_is_segmented_in_linear_time():
+    import time
+
+    started = time.perf_counter()
+    split_sentences("x " + "e.g. " * 20_000)  # 100 KB: 20 s before the windows, ~0.5 s now
+    assert time.perf_counter() - started < 5.0
+
+
 def test_reserved_tokens_shrink_budget_with_floor():
     doc = " ".join(sent(10, f"w{i}") for i in range(20))
     s = ChunkSettings(max_tokens=100, min_tokens=0, overlap_sentences=0)
