@@ -201,6 +201,9 @@ class PgStore:
             out[pid] = PassageRow(pid, doc_id, ordinal, paragraph, start, end, text, spans, _doc(r[9:]))
         return out
 
+    def sweep_pending(self) -> bool:
+        return bool(self._all("SELECT EXISTS (SELECT 1 FROM qabot_sweep)", primary=True)[0][0])
+
     def counts(self) -> dict[str, int]:
         c = self._all("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages),"
                       " (SELECT coalesce(sum(cardinality(sentence_starts)), 0) FROM passages),"
@@ -288,7 +291,7 @@ class PgStore:
                     ' SELECT s.doc_id, s.scope, s.ordinal, s.paragraph, s.start, s."end", s.text, s.embed_hash,'
                     f" s.sentence_starts, s.sentence_ends, e.vector, to_tsvector('{TS_CONFIG}', s.kw)"
                     " FROM qabot_stage_passages s JOIN embeddings e ON e.hash = s.embed_hash ORDER BY s.seq")
-            self._sweep(cur, old - set(needed))
+            self._queue_sweep(cur, old - set(needed))
 
     def delete_document(self, conn: Any, doc_id: int) -> None:
         with conn.cursor() as cur:
@@ -298,18 +301,30 @@ class PgStore:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(row[0], row[1]),))
             gone = cur.execute("DELETE FROM passages WHERE doc_id = %s RETURNING embed_hash", (int(doc_id),)).fetchall()
             cur.execute("DELETE FROM documents WHERE id = %s", (int(doc_id),))
-            self._sweep(cur, {r[0] for r in gone})
+            self._queue_sweep(cur, {r[0] for r in gone})
 
     @staticmethod
-    def _sweep(cur: Any, hashes: set[str]) -> None:
-        """Drop embeddings no passage uses any more. Locking them first waits out writers that hold them
-        (FOR KEY SHARE, above); the DELETE that follows is a new statement, so it sees their passages."""
-        if not hashes:
-            return
-        cand = sorted(hashes)
-        cur.execute("SELECT hash FROM embeddings WHERE hash = ANY(%s) ORDER BY hash FOR UPDATE", (cand,))
-        cur.execute("DELETE FROM embeddings e WHERE e.hash = ANY(%s) AND NOT EXISTS"
-                    " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)", (cand,))
+    def _queue_sweep(cur: Any, hashes: set[str]) -> None:
+        """Queue embeddings that may have lost their last passage; sweep_orphans() drops them later. Not at
+        once: the same ingest's next batch was prepared before this commit and may reuse them (a passage
+        text shared by a document updated here and one added next: the embedded store's sweep found it)."""
+        if hashes:
+            cur.execute("INSERT INTO qabot_sweep(hash) SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT DO NOTHING",
+                        (sorted(hashes),))
+
+    @staticmethod
+    def sweep_orphans(conn: Any) -> int:
+        """Drop the queued embeddings no passage uses any more (every queued one: also those a killed writer
+        left). Locking them first waits out writers that hold them (FOR KEY SHARE, in put_documents); the
+        DELETE that follows is a new statement, so it sees their passages. Returns how many went."""
+        with conn.cursor() as cur:
+            cand = [r[0] for r in cur.execute("DELETE FROM qabot_sweep RETURNING hash").fetchall()]
+            if not cand:
+                return 0
+            cand.sort()
+            cur.execute("SELECT hash FROM embeddings WHERE hash = ANY(%s) ORDER BY hash FOR UPDATE", (cand,))
+            return int(cur.execute("DELETE FROM embeddings e WHERE e.hash = ANY(%s) AND NOT EXISTS"
+                                   " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)", (cand,)).rowcount)
 
 
 class PgWriter:
@@ -327,6 +342,12 @@ class PgWriter:
     def delete_document(self, doc_id: int) -> None:
         self._index._write(lambda conn: self._index.store.delete_document(conn, doc_id))
         self.changed = True
+
+    def close(self) -> None:
+        """Sweep the embeddings this writer's removals and replacements orphaned (see PgStore._queue_sweep),
+        and any a killed writer left queued."""
+        if self.changed or self._index.store.sweep_pending():
+            self._index._write(PgStore.sweep_orphans, count=False)
 
 
 class _RoundRobin:
@@ -460,14 +481,17 @@ class PgIndex:
         self.config = config
 
     # ---- writing
-    def _write(self, work: Callable[[Any], None], attempts: int = 5) -> None:
+    def _write(self, work: Callable[[Any], Any], attempts: int = 5, *, count: bool = True) -> None:
+        """`work` in one transaction, retried on deadlock; `count`: a commit readers may see (generation)."""
         import psycopg.errors as pe
 
         for attempt in range(attempts):
             try:
                 with self._pool.connection() as conn, conn.transaction():
                     work(conn)
-                    conn.execute("UPDATE qabot_meta SET value = (value::bigint + 1)::text WHERE key = 'generation'")
+                    if count:
+                        conn.execute("UPDATE qabot_meta SET value = (value::bigint + 1)::text"
+                                     " WHERE key = 'generation'")
                 return
             except (pe.DeadlockDetected, pe.SerializationFailure):
                 if attempt == attempts - 1:
@@ -478,7 +502,16 @@ class PgIndex:
     def writer(self) -> Iterator[PgWriter]:
         # No lock file: any number of writers, serialised per document inside the database.
         check_writer_backend(self.config, self.encoder, redact_url(self.url), kind="store", setting="QABOT_STORE")
-        yield PgWriter(self)
+        writer = PgWriter(self)
+        try:
+            yield writer
+        except BaseException:
+            try:  # what committed before the failure may have orphaned embeddings; the next writer sweeps if not
+                writer.close()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        writer.close()
 
     @contextmanager
     def bulk_load(self, maintenance_work_mem: str = "1GB") -> Iterator[None]:
