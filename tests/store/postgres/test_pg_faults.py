@@ -22,7 +22,7 @@ from embeddings.encoders.hashing import HashingEncoder
 from embeddings.service import QAService
 from embeddings.settings import Settings
 from embeddings.store.base import keyword_text
-from tests.fakes.postgres import copy_database, drop_database
+from tests.fakes.postgres import copy_database, drop_database, read_only
 from tests.store.postgres.test_pgstore import assert_consistent
 from tests.support import ROOT
 
@@ -317,3 +317,228 @@ def test_kill_9_at_every_removal_transaction(pg_server, pg_url, crash_base):
                     drop_database(pg_server, url)
     finally:
         drop_database(pg_server, base)
+
+
+# ---- faults: each one line, nothing committed half, the next call works
+
+
+def one_line(exc: BaseException) -> str:
+    from embeddings.errors import QabotError, user_message
+
+    assert isinstance(exc, QabotError), f"{type(exc).__name__} is not a user-facing error: {exc}"
+    text = user_message(exc)
+    assert "\n" not in text.strip() and "Traceback" not in text
+    return text
+
+
+def seeded(url: str, folder: Path) -> QAService:
+    svc = pg_service(url)
+    assert svc.ingest([str(write_v1(folder))], progress=False).ok
+    return svc
+
+
+def terminate_backends(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return len(conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname ="
+                                " current_database() AND pid <> pg_backend_pid()").fetchall())
+
+
+def test_server_dropping_the_sessions_is_survived_by_the_next_call(pg_url, tmp_path):
+    """pg_terminate_backend (a server restart, a failover, an idle timeout) kills every pooled connection:
+    the next question and the next ingest reconnect instead of failing on a dead socket."""
+    svc = seeded(pg_url, tmp_path / "c")
+    try:
+        assert svc.ask("Codeword1q1 paragraph 1 of story 1").passages
+        assert terminate_backends(pg_url) >= 1
+        assert svc.ask("Codeword1q1 paragraph 1 of story 1").passages
+        assert terminate_backends(pg_url) >= 1
+        (tmp_path / "c" / "s9.txt").write_text(story(9, 1), encoding="utf-8")
+        assert svc.ingest([str(tmp_path / "c")], progress=False).count("added") == 1
+    finally:
+        svc.close()
+
+
+def test_connection_lost_inside_a_write_is_one_line_and_nothing_half(pg_url, tmp_path, monkeypatch):
+    from embeddings.store.postgres import store as pgstore
+
+    svc = seeded(pg_url, tmp_path / "c")
+    before = snapshot(pg_url)
+    original = pgstore.PgStore.put_documents
+
+    def dies(self, conn, docs, vectors):
+        original(self, conn, docs, vectors)
+        conn.execute("SELECT pg_terminate_backend(pg_backend_pid())")  # the server goes away mid-transaction
+
+    try:
+        write_v2(tmp_path / "c")
+        monkeypatch.setattr(pgstore.PgStore, "put_documents", dies)
+        with pytest.raises(Exception) as err:
+            svc.ingest([str(tmp_path / "c")], progress=False)
+        assert "PostgreSQL" in one_line(err.value)
+        assert snapshot(pg_url) == before
+        monkeypatch.undo()
+        assert svc.ingest([str(tmp_path / "c")], progress=False).ok  # the pool reconnects
+    finally:
+        svc.close()
+    assert_whole(pg_url)
+
+
+def test_server_refusing_connections_is_one_line_then_recovers(pg_server, pg_url, tmp_path, monkeypatch):
+    from urllib.parse import urlsplit
+
+    from embeddings.store.postgres.store import PgIndex
+
+    monkeypatch.setattr(PgIndex, "CHECKOUT_TIMEOUT", 2.0)  # how long a call waits for a connection
+    svc = seeded(pg_url, tmp_path / "c")
+    name = urlsplit(pg_url).path.lstrip("/")
+    try:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+        started = time.monotonic()
+        with pytest.raises(Exception) as err:
+            svc.ask("Codeword1q1 paragraph 1 of story 1")
+        assert "PostgreSQL" in one_line(err.value)
+        assert time.monotonic() - started < 5
+        r = run_cli(pg_url, "ask", "Codeword1q1 paragraph 1")
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert r.stderr.startswith("qabot: ") and "PostgreSQL" in r.stderr
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+    try:
+        assert svc.ask("Codeword1q1 paragraph 1 of story 1").passages  # back: the pool reconnects
+    finally:
+        svc.close()
+
+
+def test_read_only_sessions_read_and_refuse_writes_in_one_line(pg_url, tmp_path):
+    seeded(pg_url, tmp_path / "c").close()
+    ro = read_only(pg_url)
+    svc = pg_service(ro)
+    try:
+        assert svc.ask("Codeword2q1 paragraph 1 of story 2").passages
+        assert svc.stats().documents == 7 and svc.index.integrity().ok
+        write_v2(tmp_path / "c")
+        with pytest.raises(Exception) as err:
+            svc.ingest([str(tmp_path / "c")], progress=False)
+        assert "read-only" in one_line(err.value)
+        with pytest.raises(Exception) as err:
+            svc.remove("Shared Bulletin")
+        assert "read-only" in one_line(err.value)
+    finally:
+        svc.close()
+    r = run_cli(ro, "ingest", "-q", str(tmp_path / "c"))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "read-only" in r.stderr, r.stderr
+    r = run_cli(ro, "ask", "Codeword2q1 paragraph 1 of story 2")
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_role_without_write_grants_reads_and_says_why_it_cannot_write(pg_server, pg_url, tmp_path):
+    from urllib.parse import urlsplit, urlunsplit
+
+    seeded(pg_url, tmp_path / "c").close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DO $$ BEGIN CREATE ROLE qabot_reader LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO qabot_reader")
+    p = urlsplit(pg_url)
+    reader = urlunsplit((p.scheme, "qabot_reader@" + p.netloc.split("@", 1)[-1], p.path, p.query, p.fragment))
+    r = run_cli(reader, "ask", "Codeword2q1 paragraph 1 of story 2")
+    assert r.returncode == 0, r.stderr
+    write_v2(tmp_path / "c")
+    r = run_cli(reader, "ingest", "-q", str(tmp_path / "c"))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "permission" in r.stderr and "qabot_reader" in r.stderr, r.stderr
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM qabot_reader")
+    del pg_server
+
+
+DISK_FULL_TRIGGER = """
+CREATE FUNCTION qabot_test_full() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'could not extend file "base/1/2": No space left on device' USING ERRCODE = '53100'; END $$;
+CREATE TRIGGER qabot_test_full BEFORE INSERT ON passages FOR EACH STATEMENT EXECUTE FUNCTION qabot_test_full();
+"""
+
+
+def test_disk_full_is_one_line_and_commits_nothing_half(pg_url, tmp_path):
+    svc = seeded(pg_url, tmp_path / "c")
+    before = snapshot(pg_url)
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(DISK_FULL_TRIGGER)
+        write_v2(tmp_path / "c")
+        with pytest.raises(Exception) as err:
+            svc.ingest([str(tmp_path / "c")], progress=False)
+        assert "disk" in one_line(err.value)
+        assert snapshot(pg_url) == before
+        r = run_cli(pg_url, "ingest", "-q", str(tmp_path / "c"))
+        assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "disk" in r.stderr, r.stderr
+        assert snapshot(pg_url) == before
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("DROP TRIGGER qabot_test_full ON passages")
+        assert svc.ingest([str(tmp_path / "c")], progress=False).ok
+    finally:
+        svc.close()
+    assert_whole(pg_url)
+
+
+def test_two_ingest_processes_of_the_same_documents_serialise(pg_url, tmp_path):
+    folder = write_v1(tmp_path / "c")
+    pg_service(pg_url).close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "QABOT_STORE": pg_url, "QABOT_EMBED_MODEL": f"hashing:{DIM}",
+           "QABOT_TEST_BATCH": "2"}
+    procs = [subprocess.Popen([PY, "-c", DRIVER, "ingest", "-q", str(folder)], env=env, cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (_, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, err
+    assert assert_consistent(pg_url)["documents"] == 7  # each once
+    assert_whole(pg_url)
+
+
+@pytest.mark.parametrize("value", ['{"model": "hashing:64"', "[]", '{"dimension": 64}', '{"model": "hashing:64",'
+                                   ' "dimension": "sixty-four"}'])
+def test_corrupted_config_row_is_one_line_saying_what_and_how(pg_url, tmp_path, value):
+    seeded(pg_url, tmp_path / "c").close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE qabot_meta SET value = %s WHERE key = 'config'", (value,))
+    for args in (("ask", "Codeword2q1"), ("stats",), ("migrate", "--to", str(tmp_path / "copy"))):
+        r = run_cli(pg_url, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and "qabot_meta" in lines[0] and "config" in lines[0], (args, r.stderr)
+
+
+def test_corrupted_generation_row_is_one_line(pg_url, tmp_path):
+    seeded(pg_url, tmp_path / "c").close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE qabot_meta SET value = 'x' WHERE key = 'generation'")
+    write_v2(tmp_path / "c")
+    r = run_cli(pg_url, "ingest", "-q", str(tmp_path / "c"))
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "generation" in r.stderr, r.stderr
+
+
+# ---- integrity() reports real problems
+
+
+def test_integrity_reports_zero_missing_and_mismatched_vectors_and_scopes(pg_url, tmp_path):
+    seeded(pg_url, tmp_path / "c").close()
+    svc = pg_service(pg_url)
+    try:
+        assert svc.index.integrity().ok
+        zero = "[" + ",".join(["0"] * DIM) + "]"
+        other = "[" + ",".join(["1"] + ["0"] * (DIM - 1)) + "]"
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            ids = [r[0] for r in conn.execute("SELECT id FROM passages ORDER BY id LIMIT 4")]
+            conn.execute("UPDATE passages SET embedding = %s::vector WHERE id = %s", (zero, ids[0]))
+            conn.execute("UPDATE passages SET embedding = %s::vector WHERE id = %s", (other, ids[1]))
+            conn.execute("UPDATE passages SET scope = 'guild:1' WHERE id = %s", (ids[2],))
+            conn.execute("UPDATE passages SET embed_hash = 'nowhere' WHERE id = %s", (ids[3],))
+        report = svc.index.integrity()
+        assert not report.ok
+        text = "; ".join(report.problems)
+        assert "zero" in text and "differ" in text and "scope" in text and "lack a stored embedding" in text, text
+    finally:
+        svc.close()
