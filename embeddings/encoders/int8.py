@@ -28,7 +28,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +104,49 @@ class Int8Meta:
     calibration_texts: int
     check_cosine: float  # mean cosine to the fp32 model on calibration texts, at build time
     build_seconds: float
+    # Each file of the entry with its size when built: a truncated or replaced file is a broken entry.
+    # (Empty in entries built before it was recorded: then only their presence is checked.)
+    files: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> Int8Meta:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["input_names"] = tuple(data["input_names"])
         return cls(**data)
+
+
+# The files an entry cannot work without, per backend (besides meta.json).
+REQUIRED_FILES = {"onnx-int8": ("tokenizer.json", "model.onnx"),
+                  "openvino-int8": ("tokenizer.json", "model.xml", "model.bin")}
+
+
+def entry_problem(entry: Path, backend: str) -> str | None:
+    """Why the cache entry cannot be used (None: complete). Cheap: metadata and file sizes only."""
+    try:
+        meta = Int8Meta.read(entry / "meta.json")
+    except FileNotFoundError:
+        return "no meta.json"
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        return f"unreadable meta.json ({type(exc).__name__}: {exc})"
+    if meta.build_version != BUILD_VERSION or meta.backend != backend:
+        return f"meta.json describes another build ({meta.backend}, version {meta.build_version})"
+    if not isinstance(meta.files, dict):
+        return "unreadable meta.json (files)"
+    expected = dict.fromkeys(REQUIRED_FILES[backend], 0) | meta.files
+    for name, size in expected.items():
+        try:
+            got = (entry / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if got == 0 or (size and got != size):
+            return f"{name} is {got} bytes, not {size}" if size else f"{name} is empty"
+    return None
+
+
+def _cache_error(root: Path, exc: OSError) -> QabotError:
+    why = exc.strerror or str(exc)
+    return QabotError(f"Cannot build the int8 encoder in {root} ({why}): set QABOT_ENCODER_CACHE to a writable "
+                      "directory with a few hundred MB free, or use QABOT_ENCODER_BACKEND=torch.")
 
 
 def cache_root(override: Path | None = None) -> Path:
@@ -141,29 +178,51 @@ def ensure_built(name: str, backend: str, cache_dir: Path | None = None) -> Path
 
     path = resolve_model_path(name)
     root = cache_root(cache_dir)
-    final = root / cache_key(name, path, backend)
-    if (final / "meta.json").is_file():
-        return final
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(final) + ".lock"):
-        if (final / "meta.json").is_file():
-            return final
-        print(f"qabot: building the {backend} encoder for {canonical_model_name(name)} (once; about a minute "
-              f"or two) into {final}", file=sys.stderr, flush=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root))
-        try:
-            with warnings.catch_warnings():  # tracer and deprecation chatter from torch/transformers
-                warnings.simplefilter("ignore")
-                meta = _build(name, path, backend, tmp)
-            (tmp / "meta.json").write_text(json.dumps(asdict(meta), indent=2) + "\n", encoding="utf-8")
-            if final.exists():  # a stale half entry without meta.json (cannot happen with rename, but be safe)
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        print(f"qabot: {backend} encoder built in {meta.build_seconds:.0f} s "
-              f"(cosine to fp32 {meta.check_cosine:.4f})", file=sys.stderr, flush=True)
+    key = cache_key(name, path, backend)
+    final = root / key
+    if entry_problem(final, backend) is None:
+        return final  # complete: no lock, so a read-only cache of built entries works
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(final) + ".lock"):
+            return _build_locked(name, path, backend, root, key)
+    except OSError as exc:  # read-only or full cache dir, a file where a directory should be, ...
+        raise _cache_error(root, exc) from exc
+
+
+def _build_locked(name: str, path: str, backend: str, root: Path, key: str) -> Path:
+    final = root / key
+    problem = entry_problem(final, backend)
+    if problem is None:
+        return final  # another process built it while we waited for the lock
+    # Builds of this key that a killed process left behind (we hold the lock: no one else is building it).
+    for stale in root.glob(f".build-{key}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    if final.exists():
+        print(f"qabot: the cached {backend} encoder in {final} is unusable ({problem}); rebuilding it",
+              file=sys.stderr, flush=True)
+        aside = root / f".broken-{key}-{os.getpid()}"
+        os.replace(final, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+    print(f"qabot: building the {backend} encoder for {canonical_model_name(name)} (once; about a minute "
+          f"or two) into {final}", file=sys.stderr, flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=root))
+    try:
+        with warnings.catch_warnings():  # tracer and deprecation chatter from torch/transformers
+            warnings.simplefilter("ignore")
+            meta = _build(name, path, backend, tmp)
+        files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+        meta = Int8Meta(**{**asdict(meta), "input_names": meta.input_names, "files": files})
+        (tmp / "meta.json").write_text(json.dumps(asdict(meta), indent=2) + "\n", encoding="utf-8")
+        if entry_problem(tmp, backend) is not None:  # a build that wrote less than it must
+            raise QabotError(f"The {backend} build in {tmp} is incomplete ({entry_problem(tmp, backend)}); "
+                             "use QABOT_ENCODER_BACKEND=torch.")
+        os.replace(tmp, final)  # atomic: other processes see no entry or a complete one
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    print(f"qabot: {backend} encoder built in {meta.build_seconds:.0f} s "
+          f"(cosine to fp32 {meta.check_cosine:.4f})", file=sys.stderr, flush=True)
     return final
 
 
@@ -416,7 +475,10 @@ class Int8Encoder:
         from tokenizers import Tokenizer
 
         # Two copies: one truncating exactly like encode() (max_tokens), one counting the untruncated length.
-        self._tok = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
+        try:
+            self._tok = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
+        except Exception as exc:
+            raise self._broken(exc) from exc
         self._tok.no_padding()
         self._tok.enable_truncation(max_length=meta.max_tokens)
         self._count_tok = Tokenizer.from_file(str(self._dir / "tokenizer.json"))
@@ -431,11 +493,26 @@ class Int8Encoder:
         self._runners: dict[tuple[int, int], Callable[[dict[str, np.ndarray]], np.ndarray]] = {}
         self._lock = threading.Lock()
 
+    def _broken(self, exc: BaseException) -> QabotError:
+        return QabotError(f"The cached {self.backend} encoder in {self._dir} cannot be loaded ({type(exc).__name__}: "
+                          f"{(str(exc).strip().splitlines() or [''])[0][:200]}): delete that directory and it is "
+                          "rebuilt on the next start.")
+
     def _runner(self, threads: int, slot: int = 0) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         """A runner on `threads` threads; `slot` tells apart single-thread runners used side by side."""
         run = self._runners.get((threads, slot))
         if run is not None:
             return run
+        try:
+            run = self._compile(threads)
+        except QabotError:
+            raise
+        except Exception as exc:  # a model file the runtime cannot parse (corrupted after it was built)
+            raise self._broken(exc) from exc
+        self._runners[(threads, slot)] = run
+        return run
+
+    def _compile(self, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         if self.backend == "openvino-int8":
             ov = self._runtime
             core = ov.Core()
@@ -459,7 +536,6 @@ class Int8Encoder:
 
             def run(feats: dict[str, np.ndarray]) -> np.ndarray:
                 return session.run(None, feats)[0]
-        self._runners[(threads, slot)] = run
         return run
 
     def count_tokens(self, text: str) -> int:

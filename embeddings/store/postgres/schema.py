@@ -84,6 +84,12 @@ MIGRATIONS: Sequence[tuple[int, str, Sequence[str]]] = (
         "CREATE INDEX feedback_question ON feedback(question)",
         "INSERT INTO qabot_meta(key, value) VALUES ('generation', '0')",
     )),
+    # Embeddings whose last passage went are queued here in the transaction that removed the passage and
+    # deleted when the writer finishes (PgWriter.close): a later batch of the same ingest, prepared before
+    # that commit, may still reuse them. Queued, not lost, when the writer dies first: the next one sweeps.
+    (2, "embeddings queued for the orphan sweep", (
+        """CREATE TABLE qabot_sweep (hash TEXT PRIMARY KEY)""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]

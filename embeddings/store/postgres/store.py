@@ -55,6 +55,77 @@ class StoreUnavailable(QabotError):
     """The PostgreSQL server cannot be reached or lacks what qabot needs (pgvector)."""
 
 
+class StoreReadOnly(QabotError):
+    """The store can be read but not written: a read-only session (hot standby) or a role without grants."""
+
+
+class StoreFull(QabotError):
+    """The PostgreSQL server ran out of disk space (or another resource) during a write."""
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def translate_error(exc: BaseException, where: str, role: str = "") -> BaseException:
+    """A database error as the one-line QabotError a user can act on (other exceptions: unchanged).
+
+    Deadlocks and serialisation failures are left alone: PgIndex._write retries them."""
+    import psycopg
+    import psycopg.errors as pe
+    from psycopg_pool import PoolTimeout
+
+    msg = _first_line(exc)
+    if isinstance(exc, QabotError) or isinstance(exc, pe.DeadlockDetected | pe.SerializationFailure):
+        return exc
+    if isinstance(exc, pe.ReadOnlySqlTransaction):
+        return StoreReadOnly(f"The PostgreSQL store at {where} is read-only here ({msg}): answers work, but ingest "
+                             "and rm need QABOT_STORE to name the primary, not a standby or a read-only session.")
+    if isinstance(exc, pe.InsufficientPrivilege):
+        who = f"role {role!r}" if role else "role in QABOT_STORE"
+        return StoreReadOnly(f"The PostgreSQL {who} may not write to the store at {where} ({msg}): answers work; "
+                             "ingest and rm need a role with INSERT, UPDATE and DELETE on qabot's tables.")
+    if isinstance(exc, pe.DiskFull):
+        return StoreFull(f"The PostgreSQL server at {where} is out of disk space ({msg}); nothing of this write "
+                         "was committed: free space on the server and run it again.")
+    if isinstance(exc, pe.InsufficientResources | pe.ProgramLimitExceeded):
+        return StoreFull(f"The PostgreSQL server at {where} is out of resources ({msg}); nothing of this write "
+                         "was committed: try again later or ask its administrator.")
+    if isinstance(exc, PoolTimeout | psycopg.OperationalError | psycopg.InterfaceError):
+        return StoreUnavailable(f"Lost the connection to PostgreSQL at {where} ({msg}); nothing of an unfinished "
+                                "write was committed: run it again once the server is back.")
+    if isinstance(exc, psycopg.Error):
+        return QabotError(f"PostgreSQL at {where} failed ({type(exc).__name__}: {msg}).")
+    return exc
+
+
+class _Guarded:
+    """A pool whose connection() turns database errors raised in its `with` block into one-line QabotErrors,
+    and checks a pooled connection before handing it out (a server restart or pg_terminate_backend leaves
+    dead sockets in the pool: they are replaced, not used)."""
+
+    def __init__(self, pool: Any, where: str, timeout: float) -> None:
+        self.pool = pool
+        self.where = where
+        self.timeout = timeout
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        role = ""
+        try:
+            with self.pool.connection(timeout=self.timeout) as conn:
+                role = conn.info.user
+                yield conn
+        except Exception as exc:
+            err = translate_error(exc, self.where, role)
+            if err is exc:
+                raise
+            raise err from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+
 def _require_driver() -> None:
     try:
         import pgvector.psycopg  # noqa: F401
@@ -104,6 +175,42 @@ _KEYWORD_SQL = (
     " SELECT id, r FROM top WHERE r > 0 UNION SELECT id, r FROM extra")
 
 
+def _generation(value: Any, where: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise IndexCorrupt(f"The 'generation' row of qabot_meta in {where} is not a number ({value!r}): set it back "
+                           "with UPDATE qabot_meta SET value = '0' WHERE key = 'generation' (it only counts commits)."
+                           ) from None
+
+
+def _bad_config(where: str, exc: BaseException, dimension: str = "") -> IndexCorrupt:
+    dim = f", \"dimension\": {dimension}" if dimension else ""
+    return IndexCorrupt(
+        f"The 'config' row of qabot_meta in {where} is unreadable ({type(exc).__name__}: {_first_line(exc)}): "
+        f"restore it from a backup, or set it to the JSON {{\"model\": \"<the model it was built with>\"{dim}}} "
+        "with UPDATE qabot_meta SET value = '...' WHERE key = 'config'; or ingest again into an empty database.")
+
+
+def _parse_config(text: Any, where: str, conn: Any = None) -> IndexConfig:
+    try:
+        cfg = IndexConfig.from_json(text)
+        if not isinstance(cfg.model, str) or not cfg.model or cfg.dimension <= 0:
+            raise ValueError("no model or dimension")
+        return cfg
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        dimension = ""
+        if conn is not None:  # the vector column's type says what the dimension was
+            try:
+                row = conn.execute("SELECT substring(format_type(atttypid, atttypmod) FROM 'vector\\((\\d+)\\)')"
+                                   " FROM pg_attribute WHERE attrelid = 'passages'::regclass"
+                                   " AND attname = 'embedding'").fetchone()
+                dimension = row[0] or "" if row else ""
+            except Exception:  # noqa: BLE001 - only a hint
+                pass
+        raise _bad_config(where, exc, dimension) from None
+
+
 def _np(vec: Any) -> np.ndarray:
     # pgvector's adapter returns a Vector object (0.3+) or a numpy array (older): accept both.
     return np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec, dtype=np.float32)
@@ -122,10 +229,11 @@ class PgStore:
     `pool` serves the question path (a replica's, when there are any); `primary` serves the reads an ingest
     or a removal decides on, so that they see the last commit (default: `pool`)."""
 
-    def __init__(self, pool: Any, dimension: int, primary: Any = None) -> None:
+    def __init__(self, pool: Any, dimension: int, primary: Any = None, where: str = "PostgreSQL") -> None:
         self._pool = pool
         self._primary = primary if primary is not None else pool
         self.dimension = dimension
+        self.where = where
 
     def _all(self, sql: str, args: Any = None, *, primary: bool = False) -> list[tuple]:
         with (self._primary if primary else self._pool).connection() as conn:
@@ -133,7 +241,7 @@ class PgStore:
 
     def generation(self) -> int:
         rows = self._all("SELECT value FROM qabot_meta WHERE key = 'generation'")
-        return int(rows[0][0]) if rows else 0
+        return _generation(rows[0][0] if rows else "0", self.where)
 
     def documents(self, scope: str | None = None) -> list[DocumentRow]:
         sql = f"SELECT {_DOC_COLS}, (SELECT count(*) FROM passages p WHERE p.doc_id = d.id) FROM documents d"
@@ -159,7 +267,10 @@ class PgStore:
         if not keys:
             return set()
         # On the primary: a hash a replica still shows may be gone there (put_documents would refuse it).
-        return {r[0] for r in self._all("SELECT hash FROM embeddings WHERE hash = ANY(%s)", (keys,), primary=True)}
+        # Not those queued for the sweep: another writer's close may drop them before this ingest commits
+        # (this writer's own queue is only swept when it closes, after every batch it prepared).
+        return {r[0] for r in self._all("SELECT hash FROM embeddings e WHERE hash = ANY(%s) AND NOT EXISTS"
+                                        " (SELECT 1 FROM qabot_sweep s WHERE s.hash = e.hash)", (keys,), primary=True)}
 
     def count_passages_without_embedding(self, doc_ids: Sequence[int] | None = None) -> int:
         sql = ("SELECT count(*) FROM passages p WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
@@ -207,6 +318,9 @@ class PgStore:
             spans = tuple((s - start, e - start) for s, e in zip(starts, ends, strict=True))
             out[pid] = PassageRow(pid, doc_id, ordinal, paragraph, start, end, text, spans, _doc(r[9:]))
         return out
+
+    def sweep_pending(self) -> bool:
+        return bool(self._all("SELECT EXISTS (SELECT 1 FROM qabot_sweep)", primary=True)[0][0])
 
     def counts(self) -> dict[str, int]:
         c = self._all("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages),"
@@ -295,7 +409,7 @@ class PgStore:
                     ' SELECT s.doc_id, s.scope, s.ordinal, s.paragraph, s.start, s."end", s.text, s.embed_hash,'
                     f" s.sentence_starts, s.sentence_ends, e.vector, to_tsvector('{TS_CONFIG}', s.kw)"
                     " FROM qabot_stage_passages s JOIN embeddings e ON e.hash = s.embed_hash ORDER BY s.seq")
-            self._sweep(cur, old - set(needed))
+            self._queue_sweep(cur, old - set(needed))
 
     def delete_document(self, conn: Any, doc_id: int) -> None:
         with conn.cursor() as cur:
@@ -305,18 +419,30 @@ class PgStore:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_lock_key(row[0], row[1]),))
             gone = cur.execute("DELETE FROM passages WHERE doc_id = %s RETURNING embed_hash", (int(doc_id),)).fetchall()
             cur.execute("DELETE FROM documents WHERE id = %s", (int(doc_id),))
-            self._sweep(cur, {r[0] for r in gone})
+            self._queue_sweep(cur, {r[0] for r in gone})
 
     @staticmethod
-    def _sweep(cur: Any, hashes: set[str]) -> None:
-        """Drop embeddings no passage uses any more. Locking them first waits out writers that hold them
-        (FOR KEY SHARE, above); the DELETE that follows is a new statement, so it sees their passages."""
-        if not hashes:
-            return
-        cand = sorted(hashes)
-        cur.execute("SELECT hash FROM embeddings WHERE hash = ANY(%s) ORDER BY hash FOR UPDATE", (cand,))
-        cur.execute("DELETE FROM embeddings e WHERE e.hash = ANY(%s) AND NOT EXISTS"
-                    " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)", (cand,))
+    def _queue_sweep(cur: Any, hashes: set[str]) -> None:
+        """Queue embeddings that may have lost their last passage; sweep_orphans() drops them later. Not at
+        once: the same ingest's next batch was prepared before this commit and may reuse them (a passage
+        text shared by a document updated here and one added next: the embedded store's sweep found it)."""
+        if hashes:
+            cur.execute("INSERT INTO qabot_sweep(hash) SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT DO NOTHING",
+                        (sorted(hashes),))
+
+    @staticmethod
+    def sweep_orphans(conn: Any) -> int:
+        """Drop the queued embeddings no passage uses any more (every queued one: also those a killed writer
+        left). Locking them first waits out writers that hold them (FOR KEY SHARE, in put_documents); the
+        DELETE that follows is a new statement, so it sees their passages. Returns how many went."""
+        with conn.cursor() as cur:
+            cand = [r[0] for r in cur.execute("DELETE FROM qabot_sweep RETURNING hash").fetchall()]
+            if not cand:
+                return 0
+            cand.sort()
+            cur.execute("SELECT hash FROM embeddings WHERE hash = ANY(%s) ORDER BY hash FOR UPDATE", (cand,))
+            return int(cur.execute("DELETE FROM embeddings e WHERE e.hash = ANY(%s) AND NOT EXISTS"
+                                   " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)", (cand,)).rowcount)
 
 
 class PgWriter:
@@ -334,6 +460,12 @@ class PgWriter:
     def delete_document(self, doc_id: int) -> None:
         self._index._write(lambda conn: self._index.store.delete_document(conn, doc_id))
         self.changed = True
+
+    def close(self) -> None:
+        """Sweep the embeddings this writer's removals and replacements orphaned (see PgStore._queue_sweep),
+        and any a killed writer left queued."""
+        if self.changed or self._index.store.sweep_pending():
+            self._index._write(PgStore.sweep_orphans, count=False)
 
 
 class _RoundRobin:
@@ -360,6 +492,9 @@ class PgIndex:
     # ANALYZE's statistics; see _KEYWORD_SQL). 100k passages (docs/scale.md): 3000 -> p50 20 ms instead of
     # 109 ms, 0.94 of the exhaustive query's top 10, the gold passage found as often; 10000 -> 55 ms, 1.0.
     KEYWORD_BUDGET = 3000
+    # How long a question or a write waits for a connection (the server down or every connection busy)
+    # before it says so in one line.
+    CHECKOUT_TIMEOUT = 10.0
 
     def __init__(self, url: str, encoder: Encoder, *, create: bool = True, pool_size: int = 4,
                  read_urls: Sequence[str] = ()) -> None:
@@ -378,6 +513,8 @@ class PgIndex:
                 self.config = self._load_config(conn, create, bind_dimension)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(f"Cannot use PostgreSQL at {self.home}: {str(exc).strip()}") from exc
+        except psycopg.Error as exc:  # a read-only session or role on a store to create or migrate, ...
+            raise translate_error(exc, self.home) from exc
         check_compatible(self.config, encoder, self.home, kind="store", setting="QABOT_STORE")
         for replica in self.read_urls:
             self._check_replica(replica)
@@ -391,7 +528,7 @@ class PgIndex:
             raise
         # Where the question path reads: the replicas in turn, else the primary.
         self._read: Any = _RoundRobin(self._read_pools) if self._read_pools else self._pool
-        self.store = PgStore(self._read, self.config.dimension, primary=self._pool)
+        self.store = PgStore(self._read, self.config.dimension, primary=self._pool, where=self.home)
 
     def _open_pool(self, url: str, size: int, name: str) -> Any:
         from psycopg_pool import ConnectionPool
@@ -404,9 +541,9 @@ class PgIndex:
             conn.execute(f"SET hnsw.ef_search = {int(self.EF_SEARCH)}")
 
         pool = ConnectionPool(url, min_size=1, max_size=max(1, size), kwargs={"autocommit": True},
-                              configure=configure, open=False, name=name)
+                              configure=configure, check=ConnectionPool.check_connection, open=False, name=name)
         pool.open(wait=True, timeout=30)
-        return pool
+        return _Guarded(pool, redact_url(url), self.CHECKOUT_TIMEOUT)
 
     def _check_replica(self, url: str) -> None:
         """A replica must be reachable and hold this store (same model and dimension): pointing answers at
@@ -423,7 +560,7 @@ class PgIndex:
         if row is None:
             raise StoreUnavailable(f"The read replica at {where} holds no qabot store: is it a replica of {self.home}? "
                                    "(A new replica may still be catching up.)")
-        cfg = IndexConfig.from_json(row[0])
+        cfg = _parse_config(row[0], where)
         if (cfg.model, cfg.dimension) != (self.config.model, self.config.dimension):
             raise IndexMismatch(f"The read replica at {where} holds a store of model {cfg.model!r}, but the primary "
                                 f"{self.home} holds {self.config.model!r}: QABOT_STORE_READ must name replicas of "
@@ -455,11 +592,10 @@ class PgIndex:
                     bind(conn, cfg.dimension)
                     conn.execute("INSERT INTO qabot_meta(key, value) VALUES ('config', %s)", (cfg.to_json(),))
                     return cfg
-        conn.commit()
         try:
-            return IndexConfig.from_json(row[0])
-        except (ValueError, KeyError) as exc:
-            raise IndexCorrupt(f"The config stored in {self.home} is unreadable ({exc})") from exc
+            return _parse_config(row[0], self.home, conn)
+        finally:
+            conn.commit()
 
     def save_config(self, config: IndexConfig) -> None:
         with self._pool.connection() as conn:
@@ -467,14 +603,19 @@ class PgIndex:
         self.config = config
 
     # ---- writing
-    def _write(self, work: Callable[[Any], None], attempts: int = 5) -> None:
+    def _write(self, work: Callable[[Any], Any], attempts: int = 5, *, count: bool = True) -> None:
+        """`work` in one transaction, retried on deadlock; `count`: a commit readers may see (generation)."""
         import psycopg.errors as pe
 
         for attempt in range(attempts):
             try:
                 with self._pool.connection() as conn, conn.transaction():
                     work(conn)
-                    conn.execute("UPDATE qabot_meta SET value = (value::bigint + 1)::text WHERE key = 'generation'")
+                    if count:
+                        value = conn.execute("SELECT value FROM qabot_meta WHERE key = 'generation' FOR UPDATE"
+                                             ).fetchone()
+                        conn.execute("UPDATE qabot_meta SET value = %s WHERE key = 'generation'",
+                                     (str(_generation(value[0] if value else "0", self.home) + 1),))
                 return
             except (pe.DeadlockDetected, pe.SerializationFailure):
                 if attempt == attempts - 1:
@@ -485,7 +626,16 @@ class PgIndex:
     def writer(self) -> Iterator[PgWriter]:
         # No lock file: any number of writers, serialised per document inside the database.
         check_writer_backend(self.config, self.encoder, redact_url(self.url), kind="store", setting="QABOT_STORE")
-        yield PgWriter(self)
+        writer = PgWriter(self)
+        try:
+            yield writer
+        except BaseException:
+            try:  # what committed before the failure may have orphaned embeddings; the next writer sweeps if not
+                writer.close()
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                pass
+            raise
+        writer.close()
 
     @contextmanager
     def bulk_load(self, maintenance_work_mem: str = "1GB") -> Iterator[None]:
@@ -562,22 +712,41 @@ class PgIndex:
     # ---- checks
     def integrity(self) -> IntegrityReport:
         with self._read.connection() as conn:
-            gen, passages, dangling, wrong_scope, hnsw = conn.execute(
-                "SELECT (SELECT value::bigint FROM qabot_meta WHERE key = 'generation'),"
+            gen, passages, dangling, wrong_scope, hnsw, zero, differ, dim = conn.execute(
+                "SELECT (SELECT value FROM qabot_meta WHERE key = 'generation'),"
                 " (SELECT count(*) FROM passages),"
                 " (SELECT count(*) FROM passages p WHERE NOT EXISTS (SELECT 1 FROM embeddings e"
                 "   WHERE e.hash = p.embed_hash)),"
                 " (SELECT count(*) FROM passages p JOIN documents d ON d.id = p.doc_id WHERE p.scope <> d.scope),"
-                " to_regclass('passages_base_hnsw') IS NOT NULL").fetchone()
+                " to_regclass('passages_base_hnsw') IS NOT NULL,"
+                # A zero vector matches nothing (inner product 0 with every question): a passage never found.
+                " (SELECT count(*) FROM passages WHERE vector_norm(embedding) < 1e-6),"
+                # The passage's copy of its vector (what search reads) against its embedding row (what reuse
+                # and migrate read): they must be the same vector.
+                " (SELECT count(*) FROM passages p JOIN embeddings e ON e.hash = p.embed_hash"
+                "   WHERE p.embedding <> e.vector),"
+                " (SELECT count(*) FROM passages WHERE vector_dims(embedding) <> %s)",
+                (int(self.config.dimension),)).fetchone()
         problems = []
         if dangling:
             problems.append(f"{dangling} passages lack a stored embedding row")
         if wrong_scope:
             problems.append(f"{wrong_scope} passages disagree with their document's scope")
+        if zero:
+            problems.append(f"{zero} passages have a zero vector (never found by dense search)")
+        if differ:
+            problems.append(f"{differ} passages' vectors differ from their stored embedding")
+        if dim:
+            problems.append(f"{dim} passages' vectors are not {self.config.dimension}-dimensional")
         if not hnsw:
             problems.append("the HNSW index is missing")
-        return IntegrityReport(int(gen or 0), int(passages), int(passages), int(passages), not problems,
-                               tuple(problems))
+        try:
+            generation = _generation(gen or "0", self.home)
+        except IndexCorrupt as exc:
+            generation = -1
+            problems.append(str(exc))
+        vectors = int(passages) - int(zero)  # the ones dense search can find
+        return IntegrityReport(generation, int(passages), vectors, int(passages), not problems, tuple(problems))
 
     def disk_bytes(self) -> int:
         with self._read.connection() as conn:
@@ -605,8 +774,10 @@ def read_stored_config(url: str) -> IndexConfig:
     try:
         with psycopg.connect(url, connect_timeout=10) as conn:
             row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(f"Cannot use PostgreSQL at {redact_url(url)}: {str(exc).strip()}") from exc
     except psycopg.Error:
         row = None
     if row is None:
         raise IndexCorrupt(f"No qabot store at {redact_url(url)}: run `qabot ingest PATH` first")
-    return IndexConfig.from_json(row[0])
+    return _parse_config(row[0], redact_url(url))

@@ -55,15 +55,17 @@ def write_corpus(folder: Path, start: int, n: int, extra: str = "") -> Path:
     return folder
 
 
-def assert_consistent(url: str) -> dict[str, int]:
-    """No half-written state: every passage has its document and embedding, no orphans, no duplicates."""
+def assert_consistent(url: str, *, queued_orphans_ok: bool = False) -> dict[str, int]:
+    """No half-written state: every passage has its document and embedding, no orphans, no duplicates.
+    `queued_orphans_ok`: embeddings without passages are allowed if queued for the sweep (a killed writer's)."""
     with psycopg.connect(url) as conn:
         q = lambda sql: conn.execute(sql).fetchone()[0]  # noqa: E731
         assert q("SELECT count(*) FROM passages p LEFT JOIN documents d ON d.id = p.doc_id WHERE d.id IS NULL") == 0
         assert q("SELECT count(*) FROM passages p LEFT JOIN embeddings e ON e.hash = p.embed_hash"
                  " WHERE e.hash IS NULL") == 0
+        queued = " AND NOT EXISTS (SELECT 1 FROM qabot_sweep s WHERE s.hash = e.hash)" if queued_orphans_ok else ""
         assert q("SELECT count(*) FROM embeddings e WHERE NOT EXISTS"
-                 " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)") == 0
+                 " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)" + queued) == 0
         assert q("SELECT count(*) FROM documents d WHERE NOT EXISTS (SELECT 1 FROM passages p"
                  " WHERE p.doc_id = d.id)") == 0
         assert q("SELECT count(*) FROM (SELECT scope, source FROM documents GROUP BY 1, 2 HAVING count(*) > 1) x") == 0
