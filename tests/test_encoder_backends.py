@@ -104,6 +104,36 @@ def test_openvino_and_nncf_telemetry_are_stubs():
     assert out.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "True"], out.stdout + out.stderr
 
 
+def test_int8_calibration_reads_the_checkouts_seed_articles():
+    # A fresh encoder cache builds from these: with none found the build failed in the tokenizer (IndexError).
+    from embeddings.encoders import int8 as encoder_int8
+
+    seeds, _ = encoder_int8._calibration_files()
+    assert seeds and seeds == sorted(SEEDS.glob("*.txt"))
+    assert len(encoder_int8.calibration_texts()) > len(seeds)
+
+
+def test_int8_build_says_where_it_caches_and_shows_each_stage(tmp_path, monkeypatch):
+    """A first run must not sit silent through the export: one line naming the cache, then a line per stage."""
+    from embeddings.encoders import int8 as encoder_int8
+
+    def fake_build(name, path, backend, out, stage):
+        for s in encoder_int8.BUILD_STAGES[backend]:
+            stage(s)
+        return encoder_int8.Int8Meta("1", backend, name, path, 8, 16, "mean", ("input_ids",), 0, 0, 0.999, 1.0)
+
+    monkeypatch.setattr(encoder_int8, "_build", fake_build)
+    lines: list[str] = []
+    built = encoder_int8.ensure_built(DEFAULT_MODEL, "onnx-int8", tmp_path, say=lines.append)
+    assert (built / "meta.json").is_file() and built.parent == tmp_path
+    assert len(lines) == 6 and str(built) in lines[0] and all(str(built) not in x for x in lines[1:])
+    assert [x.split("] ")[1].split(" (")[0] for x in lines[1:5]] == list(encoder_int8.BUILD_STAGES["onnx-int8"])
+    assert "[1/4]" in lines[1] and "[4/4]" in lines[4] and "ready" in lines[5]
+    lines.clear()
+    assert encoder_int8.ensure_built(DEFAULT_MODEL, "onnx-int8", tmp_path, say=lines.append) == built
+    assert lines == []  # cached: silent
+
+
 def test_length_batches_and_padding():
     batches = length_batches([3, 9, 1, 7, 5], 2)
     assert batches == [[1, 3], [4, 0], [2]]  # longest first, every index once
