@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from embeddings.answering.answer import Answerer
 from embeddings.encoders.base import Encoder
 from embeddings.encoders.factory import load_encoder
 from embeddings.ingest.pipeline import DocOutcome, Ingestor, IngestReport
+
+if TYPE_CHECKING:
+    from embeddings.ingest.reindex import ReindexReport
 from embeddings.models import Answer
 from embeddings.settings import Settings
 from embeddings.store.embedded.index import BASE_SCOPE
 from embeddings.store.embedded.sqlite import DocumentRow
-from embeddings.store.factory import open_feedback, open_index
+from embeddings.store.factory import open_feedback, open_index, recorded_backend
 
 
 @dataclass(frozen=True)
@@ -31,8 +35,13 @@ class QAService:
     def __init__(self, settings: Settings, encoder: Encoder | None = None, *, create: bool = True,
                  allow_private_urls: bool = False) -> None:
         self.settings = settings
-        self.encoder = encoder or load_encoder(settings.embed_model, threads=settings.torch_threads or None,
-                                                 backend=settings.encoder_backend, cache_dir=settings.encoder_cache)
+        if encoder is None:
+            # QABOT_ENCODER_BACKEND when set; unset, the backend the index was built with (a torch index from
+            # before onnx-int8 became the default answers and ingests as before), else the default.
+            backend = settings.backend_for(None if settings.encoder_backend else recorded_backend(settings))
+            encoder = load_encoder(settings.embed_model, threads=settings.torch_threads or None, backend=backend,
+                                   cache_dir=settings.encoder_cache)
+        self.encoder = encoder
         self.index = open_index(settings, self.encoder, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
@@ -51,6 +60,12 @@ class QAService:
     def ingest_urls(self, urls: Sequence[str], *, scope: str = BASE_SCOPE) -> IngestReport:
         """http(s) URLs only; a path is refused, never read (what the Discord bot may ingest)."""
         return self.ingestor.ingest_urls(urls, scope=scope)
+
+    def reindex(self, *, progress: bool | None = None) -> ReindexReport:
+        """Re-embed every stored passage with this service's encoder; the index then records its backend."""
+        from embeddings.ingest.reindex import reindex
+
+        return reindex(self.index, progress=progress)
 
     def remove(self, doc: str, *, scope: str | None = BASE_SCOPE) -> list[str]:
         return self.ingestor.remove(doc, scope=scope)

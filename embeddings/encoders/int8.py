@@ -50,6 +50,9 @@ from embeddings.errors import QabotError
 # Bump when the export, quantisation or calibration recipe changes: old cache entries are then ignored.
 BUILD_VERSION = "1"
 INSTALL_HINT = "pip install 'torch==2.13.0' 'qabot[int8]'"
+# onnxruntime and onnx are main dependencies (onnx-int8 is the default backend): missing, the install is broken.
+INSTALL_HINTS = {"openvino-int8": INSTALL_HINT,
+                 "onnx-int8": "reinstall qabot (pip install 'torch==2.13.0' -e .), or set QABOT_ENCODER_BACKEND=torch"}
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens", "lasttoken")
 _RUNTIME_MODULE = {"openvino-int8": "openvino", "onnx-int8": "onnxruntime"}
 # Calibration: SQuAD's tune split only (PROVENANCE.md: the first 24 articles); never the held-out ones.
@@ -84,7 +87,7 @@ def _import_runtime(backend: str) -> Any:
         return __import__(module)
     except ImportError as exc:
         raise QabotError(
-            f"The {backend} encoder backend needs {module}, which is not installed: {INSTALL_HINT}"
+            f"The {backend} encoder backend needs {module}, which is not installed: {INSTALL_HINTS[backend]}"
         ) from exc
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from embeddings.store.embedded.sqlite import DocumentRow, NewDocument, PassageRow, PassageVectors
 
 __all__ = ["IndexBackend", "StoreReader", "StoreWriter", "describe_store", "is_pg_url", "open_feedback",
-           "open_index", "redact_url"]
+           "open_index", "recorded_backend", "redact_url"]
 
 
 class StoreReader(Protocol):
@@ -81,6 +81,19 @@ def open_index(settings: Settings, encoder: Encoder, *, create: bool = True) -> 
     from embeddings.store.embedded.index import Index
 
     return Index(settings.home, encoder, create=create)
+
+
+def recorded_backend(settings: Settings) -> str | None:
+    """The encoder backend the index the settings name was built with, read without loading a model or
+    opening caches; None when there is no index yet (or it cannot be read: opening it will say why)."""
+    store = getattr(settings, "store", "") or ""
+    if is_pg_url(store):
+        from embeddings.store.postgres.store import recorded_backend_at_url
+
+        return recorded_backend_at_url(store)
+    from embeddings.store.embedded.index import recorded_backend_at
+
+    return recorded_backend_at(settings.home)
 
 
 def open_index_at(location: str, encoder: Encoder, *, create: bool = True) -> IndexBackend:
