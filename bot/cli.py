@@ -187,8 +187,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         svc.close()
     from embeddings.store.factory import describe_store
 
-    data = {**st.__dict__, "store": describe_store(svc.index), "integrity": "ok" if report.ok else
-            "; ".join(report.problems)}
+    data = {**st.__dict__, "encoder_backend": svc.index.config.encoder_backend, "store": describe_store(svc.index),
+            "integrity": "ok" if report.ok else "; ".join(report.problems)}
     if args.json:
         print(json.dumps(data))
     else:

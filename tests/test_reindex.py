@@ -235,3 +235,34 @@ def test_cli_reindex_prints_one_line_and_the_index_records_the_backend(tmp_path,
     n = Index(home, HashingEncoder(DIM)).store.counts()["passages"]
     assert len(out) == 1 and out[0].startswith(f"re-embedded {n} passages with hashing"), out
     assert Index(home, HashingEncoder(DIM)).integrity().ok
+    assert cli.main(["stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["encoder_backend"] == "hashing"
+
+
+@pytest.mark.model
+def test_a_torch_index_reindexed_onto_onnx_int8_gives_the_readme_answer(tmp_path):
+    """The real upgrade path: an index built with torch (as every index before this release), re-embedded
+    with the new default, answers the README's question with the same sentence and passage."""
+    pytest.importorskip("onnxruntime")
+    home = tmp_path / "idx"
+    old = QAService(Settings(home=home, encoder_backend="torch"))
+    old.ingest([str(SEEDS)], progress=False)
+    before = old.ask(QUESTION)
+    old_vectors = old.index.vectors(old.index.store.passage_ids_and_scopes()[0].tolist())
+    old.close()
+    svc = QAService(Settings(home=home, encoder_backend=DEFAULT_BACKEND))
+    try:
+        report = svc.reindex(progress=False)
+        assert (report.backend_before, report.backend) == ("torch", "onnx-int8")
+        ids = svc.index.store.passage_ids_and_scopes()[0].tolist()
+        cos = np.sum(svc.index.vectors(ids) * old_vectors, axis=1)
+        assert 0.97 < cos.min() and cos.max() < 0.99999  # the int8 runtime's vectors, not torch's copied
+        after = svc.ask(QUESTION)
+        assert after.text == before.text and after.passages[0].text == before.passages[0].text
+    finally:
+        svc.close()
+    unset = QAService(Settings(home=home))  # QABOT_ENCODER_BACKEND unset now follows the reindexed index
+    try:
+        assert unset.encoder.backend == "onnx-int8"
+    finally:
+        unset.close()
