@@ -143,6 +143,30 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    """Re-embed the stored passages with the current encoder backend (QABOT_ENCODER_BACKEND, else the
+    default), e.g. a torch index onto onnx-int8. Unset, the index's own backend would be chosen, so reindex
+    names the target itself."""
+    from embeddings.encoders.base import DEFAULT_BACKEND
+    from embeddings.service import QAService
+    from embeddings.settings import Settings
+
+    settings = Settings.from_env()
+    if getattr(args, "home", None):
+        settings = replace(settings, home=Path(args.home))
+    settings = replace(settings, encoder_backend=args.backend or settings.encoder_backend or DEFAULT_BACKEND)
+    svc = QAService(settings, create=False)
+    try:
+        report = svc.reindex(progress=None if not args.quiet else False)
+    finally:
+        svc.close()
+    resumed = f", {report.resumed} already staged by an interrupted run" if report.resumed else ""
+    rate = report.embedded / report.seconds if report.seconds else 0.0
+    print(f"re-embedded {report.passages} passages with {report.backend} (was {report.backend_before}): "
+          f"{report.embedded} embedded now{resumed} ({report.seconds:.1f} s, {rate:.0f} passages/s)")
+    return 0
+
+
 def cmd_rm(args: argparse.Namespace) -> int:
     svc = _service(args, create=False)
     try:
@@ -161,8 +185,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
         report = svc.index.integrity()
     finally:
         svc.close()
-    data = {**st.__dict__, "store": svc.index.describe(), "integrity": "ok" if report.ok else
-            "; ".join(report.problems)}
+    data = {**st.__dict__, "encoder_backend": svc.index.config.encoder_backend, "store": svc.index.describe(),
+            "integrity": "ok" if report.ok else "; ".join(report.problems)}
     if args.json:
         print(json.dumps(data))
     else:
@@ -220,7 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         ds = replace(ds, questions=ds.questions[: args.limit])
-    encoder = load_encoder(settings.embed_model, backend=settings.encoder_backend, cache_dir=settings.encoder_cache)
+    encoder = load_encoder(settings.embed_model, backend=settings.backend_for(None), cache_dir=settings.encoder_cache)
     cache = Path(args.cache) if args.cache else runner.default_cache_root()
     if ds.passages is None:
         index = runner.build_seed_index([project_root() / "seeds"], encoder, cache)
@@ -336,6 +360,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from embeddings.encoders.base import BACKENDS, DEFAULT_BACKEND
+
     parser = argparse.ArgumentParser(prog="qabot", description="Answers questions from articles, with citations.")
     parser.add_argument("--home", help="index directory (default: $QABOT_HOME or the user data dir)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -362,6 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rm", help="remove a document (by key, path/URL or title)")
     p.add_argument("doc")
     p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("reindex", help="re-embed every stored passage with the current encoder backend "
+                       "(e.g. a torch index onto onnx-int8), without reading the sources again")
+    p.add_argument("--backend", choices=BACKENDS, help="the backend to re-embed with (default: "
+                   f"QABOT_ENCODER_BACKEND, else {DEFAULT_BACKEND})")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reindex)
 
     p = sub.add_parser("stats", help="index size, model and integrity")
     p.add_argument("--json", action="store_true")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from embeddings.answering.answer import Answerer, validate_question
 from embeddings.encoders.base import Encoder
@@ -14,12 +15,15 @@ from embeddings.encoders.factory import load_encoder
 from embeddings.ingest.pipeline import DocOutcome, Failure, Ingestor, IngestReport
 from embeddings.models import BASE_SCOPE, Answer
 from embeddings.settings import Settings
-from embeddings.store.factory import open_store
+from embeddings.store.factory import open_store, recorded_backend
 from embeddings.store.records import DocumentRow
 from embeddings.text.extract import SUPPORTED_EXTENSIONS, kind_for_path
 
 __all__ = ["SUPPORTED_EXTENSIONS", "DocOutcome", "DocumentRow", "Failure", "IngestReport", "QAService", "Stats",
            "validate_question"]
+
+if TYPE_CHECKING:
+    from embeddings.ingest.reindex import ReindexReport
 
 
 @dataclass(frozen=True)
@@ -39,8 +43,13 @@ class QAService:
     def __init__(self, settings: Settings, encoder: Encoder | None = None, *, create: bool = True,
                  allow_private_urls: bool = False) -> None:
         self.settings = settings
-        self.encoder = encoder or load_encoder(settings.embed_model, threads=settings.torch_threads or None,
-                                                 backend=settings.encoder_backend, cache_dir=settings.encoder_cache)
+        if encoder is None:
+            # QABOT_ENCODER_BACKEND when set; unset, the backend the index was built with (a torch index from
+            # before onnx-int8 became the default answers and ingests as before), else the default.
+            backend = settings.backend_for(None if settings.encoder_backend else recorded_backend(settings.location))
+            encoder = load_encoder(settings.embed_model, threads=settings.torch_threads or None, backend=backend,
+                                   cache_dir=settings.encoder_cache)
+        self.encoder = encoder
         self.index = open_store(settings.location, self.encoder, read_urls=settings.store_read, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
@@ -70,6 +79,12 @@ class QAService:
     def ingest_urls(self, urls: Sequence[str], *, scope: str = BASE_SCOPE) -> IngestReport:
         """http(s) URLs only; a path is refused, never read (what the Discord bot may ingest)."""
         return self.ingestor.ingest_urls(urls, scope=scope)
+
+    def reindex(self, *, progress: bool | None = None) -> ReindexReport:
+        """Re-embed every stored passage with this service's encoder; the index then records its backend."""
+        from embeddings.ingest.reindex import reindex
+
+        return reindex(self.index, progress=progress)
 
     def remove(self, doc: str, *, scope: str | None = BASE_SCOPE) -> list[str]:
         return self.ingestor.remove(doc, scope=scope)

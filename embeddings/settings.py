@@ -47,7 +47,11 @@ class Settings:
     embed_model: str = DEFAULT_MODEL
     top_k: int = 5
     torch_threads: int = 0  # 0: torch's default (one per core)
-    encoder_backend: str = DEFAULT_BACKEND  # QABOT_ENCODER_BACKEND: torch, openvino-int8 or onnx-int8
+    # QABOT_ENCODER_BACKEND: torch, openvino-int8 or onnx-int8; None when not set. Unset, an existing index is
+    # read and written with the backend it records (an index built with torch before onnx-int8 became the
+    # default keeps working, unchanged) and a new one is built with DEFAULT_BACKEND. Set, it is used as is:
+    # writing to an index built with another backend is refused with a `qabot reindex` hint.
+    encoder_backend: str | None = None
     encoder_cache: Path | None = None  # QABOT_ENCODER_CACHE: where int8 copies are built (None: user cache dir)
     # QABOT_STORE: a postgresql:// URL puts the index in PostgreSQL (embeddings/store/factory.py); empty: `home`.
     store: str = ""
@@ -59,6 +63,15 @@ class Settings:
     def location(self) -> str:
         """The store these settings name: the QABOT_STORE URL, else the directory QABOT_HOME."""
         return self.store if is_pg_url(self.store) else str(self.home)
+
+    def backend_for(self, recorded: str | None) -> str:
+        """The encoder backend to run: QABOT_ENCODER_BACKEND when set, else the one the index records
+        (`recorded`; None: no index yet), else DEFAULT_BACKEND."""
+        if self.encoder_backend:
+            return self.encoder_backend
+        if recorded and recorded != "hashing":
+            return recorded
+        return DEFAULT_BACKEND
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,7 +88,7 @@ class Settings:
             embed_model=env.get("QABOT_EMBED_MODEL") or DEFAULT_MODEL,
             top_k=_int(env, "QABOT_TOP_K", 5, 1, 20),
             torch_threads=_int(env, "QABOT_TORCH_THREADS", 0, 0, 256),
-            encoder_backend=(env.get("QABOT_ENCODER_BACKEND") or DEFAULT_BACKEND).strip().lower(),
+            encoder_backend=(env.get("QABOT_ENCODER_BACKEND") or "").strip().lower() or None,
             encoder_cache=Path(cache).expanduser() if (cache := (env.get("QABOT_ENCODER_CACHE") or "").strip()) else None,
             store=store,
             store_read=store_read,

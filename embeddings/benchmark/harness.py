@@ -42,6 +42,9 @@ class SpeedResult:
     build_s: float
     ingested: bool = True  # False: built by copying a smaller ingested index (replicate.py)
     grown_by: int = 0  # copied indexes: fresh passages then ingested into the copy (the ingest rate and RSS)
+    # The encoder alone on the same embed jobs, warm, in the same unit as ingest_passages_per_s (passages
+    # given per second): the ceiling of ingest. None: not measured (peers, copied sizes).
+    encode_only_passages_per_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -138,14 +141,17 @@ def run_speed(system: str, size: int, workdir: Path, *, eval_root: str | Path | 
         shutil.rmtree(sysdir)
     log = base / f"{system}.log"
     say(f"  {system}: ingesting {size:,} passages ...")
-    built = _run_worker(["build", system, str(sysdir), str(corpus)], log)
-    say(f"  {system}: {built['ingest_passages_per_s']:.1f} passages/s; querying ...")
+    built = _run_worker(["build", system, str(sysdir), str(corpus), *(["--encode-only"] if system == "qabot" else [])],
+                        log)
+    encode_rate = built.get("encode_only_passages_per_s")
+    ceiling = f" (encoder alone: {encode_rate:.1f})" if encode_rate else ""
+    say(f"  {system}: {built['ingest_passages_per_s']:.1f} passages/s{ceiling}; querying ...")
     queried = _run_worker(["query", system, str(sysdir), str(qfile), "--t0", repr(time.time())], log)
     lat = np.asarray(queried["latencies_ms"])
     return SpeedResult(system, size, built["passages_indexed"], built["ingest_passages_per_s"],
                        float(np.percentile(lat, 50)), float(np.percentile(lat, 95)), queried["cold_start_s"],
                        max(built["build_peak_rss_mb"], queried["query_peak_rss_mb"]), _dir_mb(sysdir),
-                       built["build_s"])
+                       built["build_s"], encode_only_passages_per_s=encode_rate)
 
 
 def run_recall(system: str, dataset: str, workdir: Path, *, eval_root: str | Path | None = None,

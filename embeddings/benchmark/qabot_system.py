@@ -46,6 +46,24 @@ class QabotSystem:
     def open(self, workdir: Path) -> None:
         self._service = self._make_service(workdir)
 
+    def encode_only_seconds(self) -> float:
+        """Seconds the encoder alone takes for the embed jobs the ingest ran (every stored passage: its
+        vector and its sentence vectors, in ingest's batch size), warm: the ceiling ingest could reach if
+        reading, chunking, storing and indexing cost nothing."""
+        import time
+
+        from embeddings.ingest.pipeline import COMMIT_EVERY_PASSAGES, embed_passages
+        from embeddings.ingest.reindex import iter_jobs
+
+        assert self._service is not None
+        index = self._service.index
+        jobs = list(iter_jobs(index, index.store.passage_hashes()))
+        embed_passages(index.encoder, jobs[:2])  # load the model: build_s counts it once, this must not
+        started = time.perf_counter()
+        for i in range(0, len(jobs), COMMIT_EVERY_PASSAGES):
+            embed_passages(index.encoder, jobs[i:i + COMMIT_EVERY_PASSAGES])
+        return time.perf_counter() - started
+
     def passages_stored(self) -> int:
         assert self._service is not None
         return int(self._service.stats().passages)

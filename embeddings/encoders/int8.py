@@ -50,6 +50,9 @@ from embeddings.errors import QabotError
 # Bump when the export, quantisation or calibration recipe changes: old cache entries are then ignored.
 BUILD_VERSION = "1"
 INSTALL_HINT = "pip install 'torch==2.13.0' 'qabot[int8]'"
+# onnxruntime and onnx are main dependencies (onnx-int8 is the default backend): missing, the install is broken.
+INSTALL_HINTS = {"openvino-int8": INSTALL_HINT,
+                 "onnx-int8": "reinstall qabot (pip install 'torch==2.13.0' -e .), or set QABOT_ENCODER_BACKEND=torch"}
 POOLING_MODES = ("mean", "cls", "max", "mean_sqrt_len_tokens", "lasttoken")
 _RUNTIME_MODULE = {"openvino-int8": "openvino", "onnx-int8": "onnxruntime"}
 # Calibration: SQuAD's tune split only (PROVENANCE.md: the first 24 articles); never the held-out ones.
@@ -84,7 +87,7 @@ def _import_runtime(backend: str) -> Any:
         return __import__(module)
     except ImportError as exc:
         raise QabotError(
-            f"The {backend} encoder backend needs {module}, which is not installed: {INSTALL_HINT}"
+            f"The {backend} encoder backend needs {module}, which is not installed: {INSTALL_HINTS[backend]}"
         ) from exc
 
 
@@ -171,7 +174,39 @@ def cache_key(name: str, model_path: str, backend: str) -> str:
     return f"{slug}-{backend}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
-def ensure_built(name: str, backend: str, cache_dir: Path | None = None) -> Path:
+def _say(message: str) -> None:
+    print(f"qabot: {message}", file=sys.stderr, flush=True)
+
+
+# What a build does, in order; BuildStages prints one line as each starts (and the time the last one took).
+BUILD_STAGES = {
+    "onnx-int8": ("load the fp32 model", "export to ONNX", "quantise to int8", "check against fp32"),
+    "openvino-int8": ("load the fp32 model", "convert to OpenVINO", "quantise to int8 (calibrating)",
+                      "check against fp32"),
+}
+
+
+class BuildStages:
+    """Staged progress of an int8 build on stderr: `qabot:   [2/4] export to ONNX (load took 4 s)`."""
+
+    def __init__(self, names: Sequence[str], say: Callable[[str], None] = _say) -> None:
+        self.names = tuple(names)
+        self._say = say
+        self._at = 0
+        self._started = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        if name not in self.names:
+            raise ValueError(f"unknown build stage {name!r}")
+        now = time.perf_counter()
+        took = f" (previous step {now - self._started:.0f} s)" if self._at else ""
+        self._at = self.names.index(name) + 1
+        self._started = now
+        self._say(f"  [{self._at}/{len(self.names)}] {name}{took}")
+
+
+def ensure_built(name: str, backend: str, cache_dir: Path | None = None,
+                 say: Callable[[str], None] = _say) -> Path:
     """The cache entry for (model, backend), built first if missing. Atomic: built in a temp dir and renamed,
     under a file lock so two processes starting together build it once."""
     from filelock import FileLock
@@ -185,12 +220,12 @@ def ensure_built(name: str, backend: str, cache_dir: Path | None = None) -> Path
     try:
         root.mkdir(parents=True, exist_ok=True)
         with FileLock(str(final) + ".lock"):
-            return _build_locked(name, path, backend, root, key)
+            return _build_locked(name, path, backend, root, key, say)
     except OSError as exc:  # read-only or full cache dir, a file where a directory should be, ...
         raise _cache_error(root, exc) from exc
 
 
-def _build_locked(name: str, path: str, backend: str, root: Path, key: str) -> Path:
+def _build_locked(name: str, path: str, backend: str, root: Path, key: str, say: Callable[[str], None]) -> Path:
     final = root / key
     problem = entry_problem(final, backend)
     if problem is None:
@@ -204,13 +239,15 @@ def _build_locked(name: str, path: str, backend: str, root: Path, key: str) -> P
         aside = root / f".broken-{key}-{os.getpid()}"
         os.replace(final, aside)
         shutil.rmtree(aside, ignore_errors=True)
-    print(f"qabot: building the {backend} encoder for {canonical_model_name(name)} (once; about a minute "
-          f"or two) into {final}", file=sys.stderr, flush=True)
+    # Said once, before the slow part: what is built, why the wait, and where it is cached. The stages
+    # below follow as lines (a first `make run` would otherwise sit silent for a minute).
+    say(f"building the {backend} encoder for {canonical_model_name(name)}: once, 15-60 s; cached in {final}")
+    stages = BuildStages(BUILD_STAGES[backend], say)
     tmp = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=root))
     try:
         with warnings.catch_warnings():  # tracer and deprecation chatter from torch/transformers
             warnings.simplefilter("ignore")
-            meta = _build(name, path, backend, tmp)
+            meta = _build(name, path, backend, tmp, stages)
         files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
         meta = Int8Meta(**{**asdict(meta), "input_names": meta.input_names, "files": files})
         (tmp / "meta.json").write_text(json.dumps(asdict(meta), indent=2) + "\n", encoding="utf-8")
@@ -221,16 +258,19 @@ def _build_locked(name: str, path: str, backend: str, root: Path, key: str) -> P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    print(f"qabot: {backend} encoder built in {meta.build_seconds:.0f} s "
-          f"(cosine to fp32 {meta.check_cosine:.4f})", file=sys.stderr, flush=True)
+    say(f"{backend} encoder ready in {meta.build_seconds:.0f} s (cosine to fp32 {meta.check_cosine:.4f}); "
+        "later starts load it in about a second")
     return final
 
 
 # --------------------------------------------------------------------------------------------- building
 
 
+CHECKOUT = Path(__file__).resolve().parents[2]  # embeddings/encoders/int8.py -> ../../: seeds/ and ../shared
+
+
 def _calibration_files() -> tuple[list[Path], Path]:
-    root = Path(__file__).resolve().parents[2]  # embeddings/encoders/int8.py -> the project root
+    root = CHECKOUT
     return sorted((root / "seeds").glob("*.txt")), root.parent / "shared" / "eval" / "squad_v1_dev" / "passages.jsonl.gz"
 
 
@@ -261,6 +301,9 @@ def calibration_texts() -> list[str]:
                 tune.append(row["text"])
         step = max(1, len(tune) // CALIBRATION_PASSAGES)
         passages += tune[::step][:CALIBRATION_PASSAGES]
+    if not passages:  # a fresh build would otherwise fail deep in the tokenizer on an empty check batch
+        raise QabotError(f"No calibration text for the int8 build: no seeds/*.txt under {CHECKOUT}; "
+                         "use QABOT_ENCODER_BACKEND=torch.")
     short = [p.split(". ")[0][:200] for p in passages[1::2][:CALIBRATION_SHORT]]
     return passages + short
 
@@ -299,10 +342,13 @@ def _pooling_of(model: Any, name: str) -> str:
     return mode
 
 
-def _build(name: str, path: str, backend: str, out: Path) -> Int8Meta:
+def _build(name: str, path: str, backend: str, out: Path,
+           stage: Callable[[str], None] = lambda name: None) -> Int8Meta:
     t0 = time.perf_counter()
     offline_env()
     _import_runtime(backend)  # fail with the install hint before the slow part
+    stages = BUILD_STAGES[backend]
+    stage(stages[0])
     import inspect
 
     import torch
@@ -340,9 +386,10 @@ def _build(name: str, path: str, backend: str, out: Path) -> Int8Meta:
     # Padded on purpose: an all-ones mask lets the tracer drop the mask as a constant.
     example = features(["An example sentence with a few more words in it than the other.", "Short one."])
     if backend == "openvino-int8":
-        run = _build_openvino(wrapper, example, [features([t]) for t in texts], out)
+        run = _build_openvino(wrapper, example, [features([t]) for t in texts], out, stage)
     else:
-        run = _build_onnx(wrapper, example, input_names, out)
+        run = _build_onnx(wrapper, example, input_names, out, stage)
+    stage(stages[3])
 
     # Check the result against fp32 before caching it: a broken export must not become the index's vectors.
     # The runtime tokenizes with the bare Rust tokenizer: it must give the very ids transformers gives.
@@ -374,16 +421,18 @@ def _build(name: str, path: str, backend: str, out: Path) -> Int8Meta:
 
 
 def _build_openvino(wrapper: Any, example: dict[str, np.ndarray], calibration: list[dict[str, np.ndarray]],
-                    out: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+                    out: Path, stage: Callable[[str], None]) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     import nncf
     import openvino as ov
     import torch
 
     names = list(example)
+    stage(BUILD_STAGES["openvino-int8"][1])
     with torch.no_grad():
         fp32 = ov.convert_model(wrapper, example_input=tuple(torch.from_numpy(example[k]) for k in names))
     for port, n in zip(fp32.inputs, names, strict=True):
         port.get_tensor().set_names({n})
+    stage(BUILD_STAGES["openvino-int8"][2])
     # Static int8: activation ranges from the calibration texts (one per sample, as at query time).
     # TRANSFORMER type keeps softmax/layernorm in float and applies SmoothQuant: measured cosine 0.995 vs 0.99.
     quantized = nncf.quantize(
@@ -395,7 +444,7 @@ def _build_openvino(wrapper: Any, example: dict[str, np.ndarray], calibration: l
 
 
 def _build_onnx(wrapper: Any, example: dict[str, np.ndarray], input_names: tuple[str, ...],
-                out: Path) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+                out: Path, stage: Callable[[str], None]) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
     import onnxruntime as ort
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -403,6 +452,7 @@ def _build_onnx(wrapper: Any, example: dict[str, np.ndarray], input_names: tuple
     fp32_path = out / "fp32.onnx"
     axes = {n: {0: "batch", 1: "tokens"} for n in input_names}
     axes["token_embeddings"] = {0: "batch", 1: "tokens"}
+    stage(BUILD_STAGES["onnx-int8"][1])
     with torch.no_grad():
         # The TorchScript exporter: the dynamo one would need onnxscript, for no gain on a plain BERT graph.
         torch.onnx.export(wrapper, tuple(torch.from_numpy(example[k]) for k in input_names), str(fp32_path),
@@ -411,6 +461,7 @@ def _build_onnx(wrapper: Any, example: dict[str, np.ndarray], input_names: tuple
     # Dynamic int8: weights quantised offline, activations per batch at run time. Per-channel weights, MatMul
     # only: measured mean cosine to fp32 0.9925, against 0.952 for the per-tensor default (which also
     # quantises the embedding Gather) and 0.980 for uint8 weights.
+    stage(BUILD_STAGES["onnx-int8"][2])
     root_log = logging.getLogger()
     level = root_log.level
     root_log.setLevel(logging.ERROR)  # its "consider pre-processing" advice goes to the root logger

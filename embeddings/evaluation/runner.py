@@ -19,7 +19,7 @@ from embeddings.encoders.base import Encoder
 from embeddings.evaluation.datasets import EvalDataset, EvalQuestion
 from embeddings.evaluation.metrics import MetricAccumulator
 from embeddings.ingest.pipeline import EmbedJob, embed_passages
-from embeddings.store.base import IndexBackend, keyword_text, now_iso
+from embeddings.store.base import IndexBackend, encoder_backend, keyword_text, now_iso
 from embeddings.store.embedded.index import Index
 from embeddings.store.records import NewDocument, NewPassage
 from embeddings.text.chunking import split_sentences
@@ -33,8 +33,11 @@ def default_cache_root() -> Path:
     return Path(user_cache_dir("qabot", appauthor=False)) / "eval"
 
 
-def _dataset_key(ds: EvalDataset, model: str) -> str:
-    h = hashlib.sha256(f"{model}\0sentences-v2-pooled".encode())  # bump when the stored vectors change
+def _dataset_key(ds: EvalDataset, model: str, backend: str = "torch") -> str:
+    # The backend is part of the key (torch's keys stay as they were): an index of torch vectors must not
+    # be scored as if onnx-int8 had built it.
+    tag = "" if backend in ("torch", "hashing") else f"\0{backend}"
+    h = hashlib.sha256(f"{model}\0sentences-v2-pooled{tag}".encode())  # bump when the stored vectors change
     for p in ds.passages or ():
         h.update(f"\0{p.id}\0{p.title}\0{p.text}".encode())
     return h.hexdigest()[:16]
@@ -42,7 +45,7 @@ def _dataset_key(ds: EvalDataset, model: str) -> str:
 
 def build_index(ds: EvalDataset, encoder: Encoder, cache_root: Path, *, progress: bool | None = None) -> Index:
     assert ds.passages is not None
-    home = cache_root / f"{ds.name}-{_dataset_key(ds, encoder.name)}"
+    home = cache_root / f"{ds.name}-{_dataset_key(ds, encoder.name, encoder_backend(encoder))}"
     index = Index(home, encoder)
     have = {d.source for d in index.store.documents()}
     todo = [p for p in ds.passages if f"eval:{p.id}" not in have]
@@ -76,7 +79,8 @@ def build_seed_index(seed_dirs: list[Path], encoder: Encoder, cache_root: Path) 
     """The seed set has no passages file: ingest the seed articles through the production ingest path."""
     from embeddings.ingest.pipeline import Ingestor
 
-    h = hashlib.sha256(encoder.name.encode())
+    backend = encoder_backend(encoder)
+    h = hashlib.sha256((encoder.name + ("" if backend in ("torch", "hashing") else f"\0{backend}")).encode())
     for d in seed_dirs:
         for f in sorted(d.rglob("*.txt")):
             h.update(f.read_bytes())

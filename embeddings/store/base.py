@@ -9,7 +9,7 @@ passage, the integrity report) live here once, so neither store imports the othe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,6 +74,18 @@ class StoreReader(Protocol):
         ...
 
 
+class Reindex(Protocol):
+    """One `qabot reindex` session (embeddings/ingest/reindex.py drives it): new vectors are staged beside
+    the served ones, then swapped in at once; staged vectors survive a crash."""
+
+    backend: str
+    staged: set[str]
+
+    def hashes(self) -> set[str]: ...
+    def stage(self, vectors: dict[str, PassageVectors]) -> None: ...
+    def finish(self, embed_missing: Callable[[set[str]], dict[str, PassageVectors]]) -> int: ...
+
+
 class StoreWriter(Protocol):
     changed: bool
 
@@ -103,6 +115,7 @@ class IndexBackend(Protocol):
 
     def writer(self) -> AbstractContextManager[StoreWriter]: ...
     def bulk_load(self) -> AbstractContextManager[None]: ...
+    def reindexer(self) -> AbstractContextManager[Reindex]: ...
     def refresh(self) -> bool: ...
     def dense_search(self, query: np.ndarray, k: int, scope: str = ...) -> tuple[np.ndarray, np.ndarray]: ...
     def keyword_search(self, query: str, k: int, scope: str = ...,
@@ -151,9 +164,9 @@ def check_writer_backend(config: IndexConfig, encoder: Encoder, where: str, *, k
     mine = encoder_backend(encoder)
     if mine != config.encoder_backend and mine != "hashing":
         raise IndexMismatch(
-            f"The {kind} at {where} was built with the {config.encoder_backend} encoder backend, but qabot is set "
-            f"to {mine} (QABOT_ENCODER_BACKEND). Ingest with QABOT_ENCODER_BACKEND={config.encoder_backend}, or "
-            f"build a new {kind} (another {setting}) with {mine}.")
+            f"The {kind} at {where} holds {config.encoder_backend} vectors, but QABOT_ENCODER_BACKEND={mine}: "
+            f"run `qabot reindex` to re-embed it with {mine}, unset QABOT_ENCODER_BACKEND to write with "
+            f"{config.encoder_backend}, or use another {setting}.")
 
 
 def now_iso() -> str:

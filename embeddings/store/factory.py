@@ -39,3 +39,20 @@ def read_config(location: str | Path) -> IndexConfig:
     from embeddings.store.embedded.index import Index
 
     return Index.read_config(Path(location).expanduser())
+
+
+def recorded_backend(location: str | Path) -> str | None:
+    """The encoder backend the store at `location` was built with, read without loading a model or opening
+    caches; None when there is no store yet (or it cannot be read: opening it will say why)."""
+    from embeddings.errors import QabotError
+
+    try:
+        if is_pg_url(str(location)):
+            from embeddings.store.postgres.store import recorded_backend_at_url
+
+            return recorded_backend_at_url(str(location))
+        from embeddings.store.embedded.index import recorded_backend_at
+
+        return recorded_backend_at(Path(location).expanduser())
+    except (QabotError, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # a damaged store: opening it says what is wrong, in one line

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from embeddings.encoders.base import DEFAULT_BACKEND
 from tests.support import SHARED_EVAL
 
 SEED_QUESTIONS = SHARED_EVAL / "seed" / "questions.jsonl"
@@ -31,7 +32,23 @@ def test_egypt_iran_example_puts_sadat_shah_sentence_first(seed_service):
     assert answer.passages[0].text[s.start:s.end] == s.text
 
 
-@pytest.mark.parametrize("row", [q for q in _questions() if q["answerable"]], ids=lambda q: q["id"])
+# Known miss of the default backend, measured 2026-12 (not loosened: the confidence model and threshold were
+# fitted on torch vectors; refitting them for onnx-int8 is open). seed-7's confidence: torch 0.525 (just over
+# the 0.5 threshold), onnx-int8 0.398. Strict: if it starts passing, this mark must go.
+INT8_MISSES = {"seed-7": "onnx-int8 refuses it: confidence 0.398 against torch's 0.525 (threshold 0.5)"}
+
+
+def _answerable() -> list:
+    out = []
+    for q in _questions():
+        if not q["answerable"]:
+            continue
+        miss = INT8_MISSES.get(q["id"]) if DEFAULT_BACKEND == "onnx-int8" else None
+        out.append(pytest.param(q, id=q["id"], marks=[pytest.mark.xfail(strict=True, reason=miss)] if miss else []))
+    return out
+
+
+@pytest.mark.parametrize("row", _answerable())
 def test_answerable_seed_question_is_answered(seed_service, row):
     answer = seed_service.ask(row["question"])
     assert answer.found, f"refused with confidence {answer.confidence:.3f}"

@@ -93,6 +93,21 @@ def test_bench_cli_end_to_end_json(tmp_path):
         assert figures[key] > 0, key
     assert figures["passages"] >= 150 and figures["query_ms_p95"] >= figures["query_ms_p50"]
     assert (tmp_path / "b.png").stat().st_size > 1000
+    # The encoder's ceiling, measured in the same run on the same passages, beside the ingest rate.
+    assert figures["encode_only_passages_per_s"] > 0
+
+
+def test_bench_table_has_the_encoder_only_column(tmp_path):
+    env = dict(os.environ, QABOT_EMBED_MODEL="hashing:128")
+    out = subprocess.run([sys.executable, "-m", "bot.cli", "bench", "--passages", "120", "--no-recall",
+                          "--workdir", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    head = next(line for line in lines if line.startswith("system"))
+    row = next(line for line in lines if line.startswith("qabot"))
+    assert "ingest p/s" in head and "encoder p/s" in head
+    cells = row.split()  # system, ingest p/s, encoder p/s, ...
+    assert float(cells[1]) > 0 and float(cells[2]) > 0
 
 
 def test_bench_copied_size_measures_questions_and_an_ingest_into_the_copy(tmp_path):
@@ -103,6 +118,7 @@ def test_bench_copied_size_measures_questions_and_an_ingest_into_the_copy(tmp_pa
     assert out.returncode == 0, out.stderr
     big = json.loads(out.stdout)["sizes"]["400"]["qabot"]
     assert not big["ingested"] and big["grown_by"] == 500
+    assert big["encode_only_passages_per_s"] is None  # not measured on a copy (it was not ingested)
     assert big["ingest_passages_per_s"] > 0 and big["query_ms_p50"] > 0 and big["peak_rss_mb"] > 0
     svc = QAService(replace(Settings.from_env(), home=tmp_path / "speed-400" / "qabot" / "qabot"),
                     encoder=HashingEncoder(128))

@@ -62,7 +62,9 @@ def test_backend_attribute_and_setting(monkeypatch):
     # The environment is read once, by Settings; load_encoder only takes values (its default: DEFAULT_BACKEND).
     monkeypatch.setenv("QABOT_ENCODER_BACKEND", "openvino-int8")
     assert load_encoder(DEFAULT_MODEL).backend == DEFAULT_BACKEND
-    assert Settings.from_env({}).encoder_backend == DEFAULT_BACKEND
+    assert DEFAULT_BACKEND == "onnx-int8"  # the fast path is the default (issue 14)
+    assert Settings.from_env({}).encoder_backend is None  # unset: the index's own backend, else the default
+    assert Settings(home=Path("/x")).backend_for(None) == DEFAULT_BACKEND
     assert Settings.from_env({"QABOT_ENCODER_BACKEND": " ONNX-int8 "}).encoder_backend == "onnx-int8"
     assert Settings.from_env({"QABOT_ENCODER_CACHE": "/tmp/enc"}).encoder_cache == Path("/tmp/enc")
 
@@ -72,10 +74,12 @@ def test_unknown_backend_is_refused():
         load_encoder(DEFAULT_MODEL, backend="cuda-fp4")
 
 
-@pytest.mark.parametrize("backend", list(RUNTIMES))
-def test_missing_runtime_gives_install_hint(monkeypatch, backend):
+@pytest.mark.parametrize("backend,hint", [("openvino-int8", r"pip install 'torch==2\.13\.0' 'qabot\[int8\]'"),
+                                          ("onnx-int8", r"reinstall qabot .*QABOT_ENCODER_BACKEND=torch")])
+def test_missing_runtime_gives_install_hint(monkeypatch, backend, hint):
+    # onnxruntime is a main dependency (the default backend): missing, the install is broken, no extra helps.
     monkeypatch.setitem(sys.modules, RUNTIMES[backend], None)  # import raises ImportError
-    with pytest.raises(QabotError, match=r"pip install 'torch==2\.13\.0' 'qabot\[int8\]'"):
+    with pytest.raises(QabotError, match=hint):
         load_encoder(DEFAULT_MODEL, lazy=False, backend=backend)
 
 
@@ -102,6 +106,38 @@ def test_openvino_and_nncf_telemetry_are_stubs():
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "NNCF_CI", "NNCF_DEV", "PYTEST_CURRENT_TEST")}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["openvino.tools.ovc.telemetry_stub", "True"], out.stdout + out.stderr
+
+
+def test_int8_calibration_reads_the_checkouts_seed_articles():
+    # A fresh encoder cache builds from these: with none found the build failed in the tokenizer (IndexError).
+    from embeddings.encoders import int8 as encoder_int8
+
+    seeds, _ = encoder_int8._calibration_files()
+    assert seeds and seeds == sorted(SEEDS.glob("*.txt"))
+    assert len(encoder_int8.calibration_texts()) > len(seeds)
+
+
+def test_int8_build_says_where_it_caches_and_shows_each_stage(tmp_path, monkeypatch):
+    """A first run must not sit silent through the export: one line naming the cache, then a line per stage."""
+    from embeddings.encoders import int8 as encoder_int8
+
+    def fake_build(name, path, backend, out, stage):
+        for s in encoder_int8.BUILD_STAGES[backend]:
+            stage(s)
+        for f in encoder_int8.REQUIRED_FILES[backend]:  # what a complete entry holds (entry_problem checks)
+            (out / f).write_text("x")
+        return encoder_int8.Int8Meta("1", backend, name, path, 8, 16, "mean", ("input_ids",), 0, 0, 0.999, 1.0)
+
+    monkeypatch.setattr(encoder_int8, "_build", fake_build)
+    lines: list[str] = []
+    built = encoder_int8.ensure_built(DEFAULT_MODEL, "onnx-int8", tmp_path, say=lines.append)
+    assert (built / "meta.json").is_file() and built.parent == tmp_path
+    assert len(lines) == 6 and str(built) in lines[0] and all(str(built) not in x for x in lines[1:])
+    assert [x.split("] ")[1].split(" (")[0] for x in lines[1:5]] == list(encoder_int8.BUILD_STAGES["onnx-int8"])
+    assert "[1/4]" in lines[1] and "[4/4]" in lines[4] and "ready" in lines[5]
+    lines.clear()
+    assert encoder_int8.ensure_built(DEFAULT_MODEL, "onnx-int8", tmp_path, say=lines.append) == built
+    assert lines == []  # cached: silent
 
 
 def test_length_batches_and_padding():

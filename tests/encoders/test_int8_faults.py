@@ -28,7 +28,7 @@ import os, sys, time
 from pathlib import Path
 from embeddings.encoders import int8
 
-def fake_build(name, path, backend, out):
+def fake_build(name, path, backend, out, stages=None):
     log = os.environ.get("FAKE_BUILD_LOG")
     if log:
         with open(log, "a") as fh:
@@ -56,7 +56,7 @@ def fake_build(monkeypatch):
     exec(FAKE, scope)  # noqa: S102 - the same fake the subprocesses use
     calls: list[Path] = []
 
-    def counting(name, path, backend, out):
+    def counting(name, path, backend, out, stages=None):
         calls.append(out)
         return scope["fake_build"](name, path, backend, out)
 

@@ -21,9 +21,9 @@ import shutil
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +38,7 @@ from embeddings.store.base import (
     StoreCapabilities,
     check_compatible,
     check_writer_backend,
+    encoder_backend,
     keyword_text,
     new_config,
 )
@@ -105,6 +106,7 @@ class Index:
             self.store.close()
             raise
         self.store.dimension = self.config.dimension
+        self._adopt_recorded_backend()
         self._lock = FileLock(str(self.home / self.LOCK))
         self._state_lock = threading.RLock()
         self._exclude_cache: dict[str, np.ndarray] = {}
@@ -178,6 +180,19 @@ class Index:
         atomic.write_text(self.home / self.CONFIG, config.to_json())
         self.store.put_meta("config", config.to_json())
         self.config = config
+
+    def _adopt_recorded_backend(self, persist: bool = False) -> None:
+        """The backend SQLite records (set by `qabot reindex` with the vectors) wins over config.json, which
+        a reindex rewrites just after its commit: a crash in between, or a reindex by another process since
+        this one opened, must not let a write add vectors of the old backend. `persist` (under the writer
+        lock) repairs config.json too."""
+        stored = self.store.recorded_backend()
+        if stored and stored != self.config.encoder_backend:
+            self.config = replace(self.config, encoder_backend=stored)
+            self._config_stale = True
+        if persist and getattr(self, "_config_stale", False):
+            self.save_config(self.config)
+            self._config_stale = False
 
     # ---- caches
     def _read_artifacts(self) -> dict | None:
@@ -348,12 +363,13 @@ class Index:
         check_writer_backend(self.config, self.encoder, str(self.home))
         if self.store.read_only is not None:  # say why before anything is attempted
             raise self.store.read_only
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            raise IndexBusy(f"Another qabot process is writing to {self.home}; try again when it finishes.") from None
-        except OSError as exc:
-            raise self._storage_error(exc, self.home / self.LOCK) from exc
+        self._acquire_writer_lock()
+        try:  # again under the lock: another process may have reindexed since this one opened the index
+            self._adopt_recorded_backend(persist=True)
+            check_writer_backend(self.config, self.encoder, str(self.home))
+        except BaseException:
+            self._lock.release()
+            raise
         w = Writer(self)
         try:
             # Start from what another process (a CLI ingest next to the bot) may have published meanwhile:
@@ -367,6 +383,39 @@ class Index:
                     self._sync_after_write()
             finally:
                 self._lock.release()
+
+    def _acquire_writer_lock(self) -> None:
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise IndexBusy(f"Another qabot process is writing to {self.home}; try again when it finishes.") from None
+        except OSError as exc:
+            raise self._storage_error(exc, self.home / self.LOCK) from exc
+
+    @contextmanager
+    def reindexer(self) -> Iterator[EmbeddedReindex]:
+        """`qabot reindex`: hold the writer lock (no ingest meanwhile) and stage new vectors beside the
+        served ones; EmbeddedReindex.finish swaps them in. Other backends than the recorded one may write
+        here: that is the point."""
+        self._acquire_writer_lock()
+        try:
+            yield EmbeddedReindex(self)
+        finally:
+            self._lock.release()
+
+    def _after_reindex(self, backend: str) -> None:
+        """SQLite holds the new vectors: record the backend in config.json and publish a dense index built
+        afresh from them (the ids are unchanged, so the usual diff would keep the old vectors). The keyword
+        index is kept: the text did not change. A crash before the publish is repaired on the next open
+        (artifacts.json is behind the generation, and a repair builds the dense index from SQLite)."""
+        self.save_config(replace(self.config, encoder_backend=backend))
+        generation = self.store.generation()
+        ids, scopes = self.store.passage_ids_and_scopes()
+        with self._state_lock:
+            caches = self._rebuild(generation, ids, scopes, DenseIndex(self.config.dimension), self._caches.keyword)
+            self._caches = caches
+            self._exclude_cache.clear()
+        self._publish(caches)
 
     def _sync_after_write(self) -> None:
         generation = self.store.generation()
@@ -544,3 +593,53 @@ class Writer:
         with store.transaction() as conn:
             store.delete_document(conn, doc_id)
         self.changed = True
+
+
+
+class EmbeddedReindex:
+    """One `qabot reindex` of a directory index (see embeddings/ingest/reindex.py for the driver). Staged
+    vectors survive a crash: a rerun with the same model and backend embeds only what is not staged yet."""
+
+    def __init__(self, index: Index) -> None:
+        self._index = index
+        self.backend = encoder_backend(index.encoder)
+        self.staged = index.store.begin_reindex(f"{index.config.model}\0{self.backend}")
+
+    def hashes(self) -> set[str]:
+        return self._index.store.passage_hashes()
+
+    def stage(self, vectors: dict[str, PassageVectors]) -> None:
+        self._index.store.stage_vectors(vectors)
+        self.staged.update(vectors)
+
+    def finish(self, embed_missing: Callable[[set[str]], dict[str, PassageVectors]]) -> int:
+        missing = self.hashes() - self.staged
+        if missing:  # none under the writer lock; kept for symmetry with PostgreSQL
+            self.stage(embed_missing(missing))
+        n = self._index.store.finish_reindex(self.backend)
+        self._index._after_reindex(self.backend)
+        return n
+
+
+def recorded_backend_at(home: Path) -> str | None:
+    """The encoder backend the index at `home` records, without opening it: SQLite's meta row (written with
+    the vectors by `qabot reindex`) over config.json; None when there is no index."""
+    try:
+        config = IndexConfig.from_json((Path(home) / Index.CONFIG).read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    db = Path(home) / Index.DB
+    if db.is_file():
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
+            try:
+                stored = Store.read_backend(conn)
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            stored = None
+        if stored:
+            return stored
+    return config.encoder_backend
+
+

@@ -198,7 +198,9 @@ class Store:
         return int(row[0]) if row else 0
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction. `bump=False` for writes readers must not notice (reindex staging: the
+        served tables do not change), so they do not reload for nothing."""
         if self.read_only is not None:
             raise self.read_only
         with self._lock:
@@ -206,10 +208,11 @@ class Store:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield self._conn
-                    self._conn.execute(
-                        "INSERT INTO meta(key, value) VALUES('generation', '1') "
-                        "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
-                    )
+                    if bump:
+                        self._conn.execute(
+                            "INSERT INTO meta(key, value) VALUES('generation', '1') "
+                            "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                        )
                     self._conn.execute("COMMIT")
                 except BaseException:
                     # A failed COMMIT (a full disk) may have rolled back already: a second ROLLBACK would
@@ -225,6 +228,67 @@ class Store:
                 if known is None:
                     raise
                 raise known from exc
+
+    # -- the encoder backend of the stored vectors, written by `qabot reindex` in the transaction that swaps
+    # them in (config.json, a separate file, follows after the commit; this row wins if a crash came between)
+    @staticmethod
+    def read_backend(conn: sqlite3.Connection) -> str | None:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'encoder_backend'").fetchone()
+        except sqlite3.OperationalError:  # no meta table (not a qabot database yet)
+            return None
+        return row[0] if row else None
+
+    def recorded_backend(self) -> str | None:
+        with self._lock:
+            return self.read_backend(self._conn)
+
+    # -- reindex: new vectors are staged (in batches, resumable) beside the served ones, then swapped in
+    # by one transaction, so readers see either the old vectors or the new ones, never a mix.
+    def begin_reindex(self, target: str) -> set[str]:
+        """Open (or resume) staging for `target` (model + backend); the hashes already staged for it."""
+        with self.transaction(bump=False) as conn:
+            conn.execute("CREATE TABLE IF NOT EXISTS reindex_embeddings (hash TEXT PRIMARY KEY,"
+                         " vector BLOB NOT NULL, sentences BLOB NOT NULL)")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'reindex_target'").fetchone()
+            if row is None or row[0] != target:  # an interrupted reindex to something else: start over
+                conn.execute("DELETE FROM reindex_embeddings")
+                conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('reindex_target', ?)", (target,))
+            return {r[0] for r in conn.execute("SELECT hash FROM reindex_embeddings")}
+
+    def stage_vectors(self, vectors: dict[str, PassageVectors]) -> None:
+        with self.transaction(bump=False) as conn:
+            conn.executemany("INSERT OR REPLACE INTO reindex_embeddings(hash, vector, sentences) VALUES (?, ?, ?)",
+                             [(h, np.asarray(v.passage, dtype=np.float32).tobytes(),
+                               np.ascontiguousarray(v.sentences, dtype=np.float32).tobytes())
+                              for h, v in vectors.items()])
+
+    def embed_hashes_for(self, passage_ids: Sequence[int]) -> dict[int, str]:
+        with self._lock:
+            rows = self._select_in("SELECT id, embed_hash FROM passages WHERE id IN ({q})", [int(i) for i in passage_ids])
+        return {int(pid): h for pid, h in rows}
+
+    def passage_hashes(self) -> set[str]:
+        with self._lock:
+            return {r[0] for r in self._conn.execute("SELECT DISTINCT embed_hash FROM passages")}
+
+    def finish_reindex(self, backend: str) -> int:
+        """Swap the staged vectors in and record `backend`, in one transaction (bumps the generation).
+        Every passage's hash must be staged (the caller holds the writer lock, so none can appear)."""
+        with self.transaction() as conn:
+            missing = conn.execute("SELECT count(DISTINCT embed_hash) FROM passages WHERE embed_hash NOT IN"
+                                   " (SELECT hash FROM reindex_embeddings)").fetchone()[0]
+            if missing:
+                raise RuntimeError(f"reindex: {missing} passage embeddings were not staged")
+            n = conn.execute("INSERT OR REPLACE INTO embeddings(hash, vector) SELECT hash, vector"
+                             " FROM reindex_embeddings WHERE hash IN (SELECT embed_hash FROM passages)").rowcount
+            conn.execute("INSERT OR REPLACE INTO sentence_embeddings(hash, vectors) SELECT hash, sentences"
+                         " FROM reindex_embeddings WHERE hash IN (SELECT embed_hash FROM passages)")
+            self._drop_orphan_embeddings(conn)
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('encoder_backend', ?)", (backend,))
+            conn.execute("DELETE FROM meta WHERE key = 'reindex_target'")
+            conn.execute("DROP TABLE reindex_embeddings")
+        return int(n)
 
     # -- documents
     def _doc(self, row: Sequence) -> DocumentRow:

@@ -28,6 +28,7 @@ import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,7 @@ from embeddings.store.base import (
     StoreCapabilities,
     check_compatible,
     check_writer_backend,
+    encoder_backend,
     keyword_text,
     new_config,
 )
@@ -322,6 +324,14 @@ class PgStore:
     def sweep_pending(self) -> bool:
         return bool(self._all("SELECT EXISTS (SELECT 1 FROM qabot_sweep)", primary=True)[0][0])
 
+    def embed_hashes_for(self, passage_ids: Sequence[int]) -> dict[int, str]:
+        rows = self._all("SELECT id, embed_hash FROM passages WHERE id = ANY(%s)", ([int(i) for i in passage_ids],),
+                         primary=True)
+        return {int(pid): h for pid, h in rows}
+
+    def passage_hashes(self) -> set[str]:
+        return {r[0] for r in self._all("SELECT DISTINCT embed_hash FROM passages", primary=True)}
+
     def counts(self) -> dict[str, int]:
         c = self._all("SELECT (SELECT count(*) FROM documents), (SELECT count(*) FROM passages),"
                       " (SELECT coalesce(sum(cardinality(sentence_starts)), 0) FROM passages),"
@@ -356,7 +366,18 @@ class PgStore:
             last = ids[-1]
 
     # ---- writes (inside PgWriter's transaction)
-    def put_documents(self, conn: Any, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
+    def put_documents(self, conn: Any, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors],
+                      backend: str | None = None) -> None:
+        if backend is not None and backend != "hashing":
+            # The store's backend as of this transaction. FOR SHARE: a reindex's swap (which updates this row)
+            # waits for this write and then re-embeds what it added; a write after the swap sees the new
+            # backend here and is refused, so no process adds vectors of the old runtime to a reindexed store.
+            row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config' FOR SHARE").fetchone()
+            recorded = IndexConfig.from_json(row[0]).encoder_backend
+            if recorded != backend:
+                raise IndexMismatch(
+                    f"The store holds {recorded} vectors (another process re-embedded it), but this process "
+                    f"runs {backend}: restart it (with QABOT_ENCODER_BACKEND unset or ={recorded}).")
         for key in sorted({_lock_key(d.scope, d.source) for d in docs}):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
         needed = sorted({p.embed_hash for d in docs for p in d.passages})
@@ -445,6 +466,78 @@ class PgStore:
                                    " (SELECT 1 FROM passages p WHERE p.embed_hash = e.hash)", (cand,)).rowcount)
 
 
+class PgReindex:
+    """One `qabot reindex` of a PostgreSQL store (driver: embeddings/ingest/reindex.py)."""
+
+    def __init__(self, index: PgIndex) -> None:
+        self._index = index
+        self.backend = encoder_backend(index.encoder)
+        self.target = f"{index.config.model} {self.backend}"  # (PostgreSQL text holds no NUL)
+        with index._pool.connection() as conn, conn.transaction():
+            conn.execute("CREATE TABLE IF NOT EXISTS qabot_reindex (hash TEXT PRIMARY KEY, target TEXT NOT NULL,"
+                         " vector vector NOT NULL, sentences BYTEA NOT NULL)")
+            conn.execute("DELETE FROM qabot_reindex WHERE target <> %s", (self.target,))
+            self.staged = {r[0] for r in conn.execute("SELECT hash FROM qabot_reindex").fetchall()}
+
+    def hashes(self) -> set[str]:
+        return self._index.store.passage_hashes()
+
+    def _stage(self, conn: Any, vectors: dict[str, PassageVectors]) -> None:
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO qabot_reindex(hash, target, vector, sentences) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (hash) DO UPDATE SET target = EXCLUDED.target, vector = EXCLUDED.vector,"
+                " sentences = EXCLUDED.sentences",
+                [(h, self.target, np.asarray(v.passage, dtype=np.float32),
+                  np.ascontiguousarray(v.sentences, dtype=np.float32).tobytes()) for h, v in vectors.items()])
+        self.staged.update(vectors)
+
+    def stage(self, vectors: dict[str, PassageVectors]) -> None:
+        with self._index._pool.connection() as conn, conn.transaction():
+            self._stage(conn, vectors)
+
+    def finish(self, embed_missing: Callable[[set[str]], dict[str, PassageVectors]]) -> int:
+        index = self._index
+        config = replace(index.config, encoder_backend=self.backend)
+        with index._pool.connection() as conn, conn.transaction():
+            # Taking the config row waits out writers inside a transaction (they hold it FOR SHARE) and holds
+            # off new ones until commit, when they see the new backend (put_documents refuses theirs).
+            conn.execute("SELECT value FROM qabot_meta WHERE key = 'config' FOR UPDATE")
+            have = {r[0] for r in conn.execute("SELECT DISTINCT embed_hash FROM passages").fetchall()}
+            missing = have - self.staged
+            if missing:  # added by other processes while we embedded
+                self._stage(conn, embed_missing(missing))
+            n = conn.execute("UPDATE embeddings e SET vector = r.vector, sentences = r.sentences FROM qabot_reindex r"
+                             " WHERE r.hash = e.hash AND r.target = %s", (self.target,)).rowcount
+            conn.execute("UPDATE passages p SET embedding = e.vector FROM embeddings e WHERE e.hash = p.embed_hash")
+            conn.execute("UPDATE qabot_meta SET value = %s WHERE key = 'config'", (config.to_json(),))
+            conn.execute("UPDATE qabot_meta SET value = (value::bigint + 1)::text WHERE key = 'generation'")
+            conn.execute("DROP TABLE qabot_reindex")
+        index.config = config
+        return int(n)
+
+
+def recorded_backend_at_url(url: str) -> str | None:
+    """The encoder backend the store at `url` records (its config in qabot_meta); None: no store there yet,
+    or the server is not reachable (opening it then says why)."""
+    try:
+        import psycopg
+
+        with psycopg.connect(url, connect_timeout=10) as conn:
+            if not (conn.execute("SELECT to_regclass('qabot_meta') IS NOT NULL").fetchone() or (False,))[0]:
+                return None
+            row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
+    except Exception:  # noqa: BLE001 - no driver, no server: PgIndex reports it with the right message
+        return None
+    return IndexConfig.from_json(row[0]).encoder_backend if row else None
+
+
+def _keyword_text(title: str, text: str) -> str:
+    # Same as index.keyword_text (the headline is context for every passage); not imported so that this
+    # module does not load FAISS and bm25s.
+    return f"{title}\n{text}" if title else text
+
+
 class PgWriter:
     """Handed out by PgIndex.writer(); each call commits one transaction (retried on deadlock)."""
 
@@ -454,7 +547,8 @@ class PgWriter:
 
     def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
         if docs:
-            self._index._write(lambda conn: self._index.store.put_documents(conn, docs, vectors))
+            backend = encoder_backend(self._index.encoder)
+            self._index._write(lambda conn: self._index.store.put_documents(conn, docs, vectors, backend))
             self.changed = True
 
     def delete_document(self, doc_id: int) -> None:
@@ -636,6 +730,13 @@ class PgIndex:
                 pass
             raise
         writer.close()
+
+    @contextmanager
+    def reindexer(self) -> Iterator[PgReindex]:
+        """`qabot reindex` on PostgreSQL: new vectors are staged in qabot_reindex (committed in batches, so
+        a killed run resumes), then PgReindex.finish swaps them in with the backend in one transaction.
+        Other processes may keep ingesting meanwhile: what they add before the swap is re-embedded by it."""
+        yield PgReindex(self)
 
     @contextmanager
     def bulk_load(self, maintenance_work_mem: str = "1GB") -> Iterator[None]:
