@@ -366,18 +366,7 @@ class PgStore:
             last = ids[-1]
 
     # ---- writes (inside PgWriter's transaction)
-    def put_documents(self, conn: Any, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors],
-                      backend: str | None = None) -> None:
-        if backend is not None and backend != "hashing":
-            # The store's backend as of this transaction. FOR SHARE: a reindex's swap (which updates this row)
-            # waits for this write and then re-embeds what it added; a write after the swap sees the new
-            # backend here and is refused, so no process adds vectors of the old runtime to a reindexed store.
-            row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config' FOR SHARE").fetchone()
-            recorded = IndexConfig.from_json(row[0]).encoder_backend
-            if recorded != backend:
-                raise IndexMismatch(
-                    f"The store holds {recorded} vectors (another process re-embedded it), but this process "
-                    f"runs {backend}: restart it (with QABOT_ENCODER_BACKEND unset or ={recorded}).")
+    def put_documents(self, conn: Any, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
         for key in sorted({_lock_key(d.scope, d.source) for d in docs}):
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
         needed = sorted({p.embed_hash for d in docs for p in d.passages})
@@ -538,6 +527,21 @@ def _keyword_text(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
+def _check_recorded_backend(conn: Any, backend: str) -> None:
+    """Inside a write transaction: the store's backend as of now must be this process's. FOR SHARE: a
+    reindex's swap (which updates this row) waits for this write and then re-embeds what it added; a write
+    after the swap sees the new backend here and is refused, so no process that opened the store before a
+    reindex adds vectors of the old runtime to it."""
+    if backend == "hashing":
+        return
+    row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config' FOR SHARE").fetchone()
+    recorded = IndexConfig.from_json(row[0]).encoder_backend
+    if recorded != backend:
+        raise IndexMismatch(
+            f"The store holds {recorded} vectors (another process re-embedded it), but this process runs "
+            f"{backend}: restart it (with QABOT_ENCODER_BACKEND unset or ={recorded}).")
+
+
 class PgWriter:
     """Handed out by PgIndex.writer(); each call commits one transaction (retried on deadlock)."""
 
@@ -548,7 +552,12 @@ class PgWriter:
     def put_documents(self, docs: Sequence[NewDocument], vectors: dict[str, PassageVectors]) -> None:
         if docs:
             backend = encoder_backend(self._index.encoder)
-            self._index._write(lambda conn: self._index.store.put_documents(conn, docs, vectors, backend))
+
+            def work(conn: Any) -> None:
+                _check_recorded_backend(conn, backend)
+                self._index.store.put_documents(conn, docs, vectors)
+
+            self._index._write(work)
             self.changed = True
 
     def delete_document(self, doc_id: int) -> None:
