@@ -132,7 +132,7 @@ def test_an_unwritable_cache_is_one_line_naming_it_and_the_setting(tmp_path, fak
 def test_a_full_cache_disk_is_one_line_and_leaves_no_entry(tmp_path, monkeypatch):
     import errno
 
-    def full(name, path, backend, out):
+    def full(name, path, backend, out, stages=None):
         (out / "model.onnx").write_bytes(b"x")
         raise OSError(errno.ENOSPC, "No space left on device")
 
