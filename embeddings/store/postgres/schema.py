@@ -84,6 +84,23 @@ MIGRATIONS: Sequence[tuple[int, str, Sequence[str]]] = (
         "CREATE INDEX feedback_question ON feedback(question)",
         "INSERT INTO qabot_meta(key, value) VALUES ('generation', '0')",
     )),
+    # The Discord bot's state (embeddings/store/botstate.py): answers by bot message id, per-server settings.
+    (2, "bot state: answer records and server settings", (
+        """CREATE TABLE bot_answers (
+            message_id BIGINT PRIMARY KEY,
+            channel_id BIGINT NOT NULL,
+            guild_id BIGINT,
+            conversation TEXT NOT NULL,
+            asker_id BIGINT NOT NULL,
+            scope TEXT NOT NULL DEFAULT '',
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            answer_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX bot_answers_conversation ON bot_answers(conversation, message_id)",
+        """CREATE TABLE bot_guild_settings (guild_id BIGINT PRIMARY KEY, settings TEXT NOT NULL)""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]
