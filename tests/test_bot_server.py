@@ -1,0 +1,209 @@
+"""qabot in a living server (issue 15): state that outlives the process, the rate limit, rendering and
+errors, feedback, help, per-server settings. The real discord.py client against the loopback FakeDiscord,
+with a hashing-encoder index; "a restart" closes the bot and builds a new QABot and QAService on the same
+index directory, as `qabot run` does after a crash or deploy."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.app import QABot
+from embeddings.service import QAService
+from embeddings.settings import BotSettings
+from tests.fakediscord import FLAG_EPHEMERAL, FakeDiscord
+from tests.support import SEEDS, make_service
+
+GUILD = 111111111111111111
+CHANNEL = 333333333333333333
+USER = 222222222222222222
+OTHER_USER = 888888888888888888
+MANAGE_SERVER = 0x20
+
+QUESTION = "why did Egypt cut ties with Iran?"
+FOLLOW_UP = "who mediated between Iran and the West?"
+
+
+def settings(**kw: Any) -> BotSettings:
+    base = {"token": "fake-token", "cooldown_seconds": 0.0, "guild_ready_timeout": 0.05}
+    return BotSettings(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("seeded") / "idx"
+    svc = make_service(home)
+    assert svc.ingest([str(SEEDS)], progress=False).ok
+    svc.close()
+    return home
+
+
+class Process:
+    """One bot process's service over a per-test copy of the seeded index; ``restart()`` opens a new one."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.services: list[QAService] = []
+        self.asked: list[dict[str, Any]] = []  # every QAService.ask call: question, scope, history
+
+    def service(self) -> QAService:
+        svc = make_service(self.home)
+        real = svc.ask
+
+        def ask(question: str, **kw: Any):
+            self.asked.append({"question": question, **kw})
+            return real(question, **kw)
+
+        svc.ask = ask  # type: ignore[method-assign]
+        self.services.append(svc)
+        return svc
+
+    def bot(self, **kw: Any) -> QABot:
+        return QABot(self.service(), settings(**kw))
+
+    def close(self) -> None:
+        for svc in self.services:
+            svc.close()
+
+
+@pytest.fixture
+def proc(seeded: Path, tmp_path: Path) -> Iterator[Process]:
+    home = tmp_path / "idx"
+    shutil.copytree(seeded, home)
+    p = Process(home)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+async def fake(monkeypatch: pytest.MonkeyPatch):
+    async with FakeDiscord() as fake:
+        fake.patch(monkeypatch)
+        await fake.guild_create(GUILD, channels=[CHANNEL], members=[USER, OTHER_USER])
+        yield fake
+
+
+async def ask_by_mention(fake: FakeDiscord, question: str, *, channel_id: int = CHANNEL, author: int = USER):
+    """Mention the bot in a channel; return (incoming message, the answer's request in its new thread)."""
+    since = len(fake.requests)
+    incoming = await fake.message_create(f"{fake.bot_mention} {question}", channel_id=channel_id, author=author)
+    assert incoming is not None
+    req = await fake.wait_for_request("POST", f"/channels/{incoming['id']}/messages", since=since)
+    assert req.ok, req.response
+    return incoming, req
+
+
+async def click(fake: FakeDiscord, message_id: int, custom_id: str, *, user: int = USER, since: int | None = None):
+    since = len(fake.requests) if since is None else since
+    await fake.component_click(message_id, custom_id, user=user)
+    return await fake.wait_for_request("POST", "/callback", since=since)
+
+
+async def recorded(proc: Process, message_id: int) -> None:
+    """Wait until the answer shown in ``message_id`` is in the store (it is written just after sending)."""
+    state = proc.services[-1].bot_state()
+    for _ in range(3000):  # a hang detector, not a speed check
+        if state.answer(message_id) is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"no record for {message_id}")
+
+
+def custom_ids(payload: dict) -> list[str]:
+    return [c["custom_id"] for row in payload.get("components", []) for c in row["components"]]
+
+
+# ---- 1. state that outlives the process ---------------------------------------------------------------
+
+
+async def test_buttons_and_thread_work_after_a_restart(fake: FakeDiscord, proc: Process) -> None:
+    async with fake.running(proc.bot()):
+        incoming, req = await ask_by_mention(fake, QUESTION)
+        await recorded(proc, int(req.response["id"]))
+    thread_id, answer_id = int(incoming["id"]), int(req.response["id"])
+    sources, up, _down = custom_ids(req.json)
+
+    bot = proc.bot()  # a new process: new client, new service, same index directory
+    async with fake.running(bot):
+        # Discord lists the active thread in GUILD_CREATE after the reconnect; the bot owns it.
+        thread = bot.get_channel(thread_id)
+        assert thread is not None and thread.owner_id == fake.bot_id
+        cb = await click(fake, answer_id, sources)
+        assert cb.ok and cb.json["type"] == 4 and cb.json["data"]["flags"] & FLAG_EPHEMERAL
+        (embed,) = cb.json["data"]["embeds"]
+        assert embed["title"].startswith("Closest passages") and "Egypt" in str(embed["fields"])
+        cb = await click(fake, answer_id, up)
+        assert cb.ok and "Thanks" in str(cb.json["data"])
+        assert proc.services[-1].export_feedback()[0]["question"] == QUESTION
+        # An un-mentioned follow-up in the old thread is answered there, with the earlier turn.
+        since = len(fake.requests)
+        await fake.message_create(FOLLOW_UP, channel_id=thread_id)
+        req = await fake.wait_for_request("POST", f"/channels/{thread_id}/messages", since=since)
+        assert req.ok and req.json["embeds"][0]["title"] == FOLLOW_UP
+        assert not any("/threads" in r.path for r in fake.requests[since:])
+    (turn,) = proc.asked[-1]["history"]
+    assert turn.question == QUESTION and turn.passage_ids and turn.doc_keys
+    assert QUESTION not in [a["question"] for a in proc.asked[1:-1]]  # not asked again: from the store
+
+
+async def test_unknown_old_thread_is_recognised_from_the_store(fake: FakeDiscord, proc: Process) -> None:
+    """A thread the new process was never told about (archived, so not in GUILD_CREATE) is still known
+    to be an answer thread: its answers are recorded in the store."""
+    async with fake.running(proc.bot()):
+        incoming, req = await ask_by_mention(fake, QUESTION)
+        await recorded(proc, int(req.response["id"]))
+    thread_id = int(incoming["id"])
+    fake.channels[thread_id]["thread_metadata"]["archived"] = True
+    bot = proc.bot()
+    async with fake.running(bot):
+        assert bot.get_channel(thread_id) is None
+        since = len(fake.requests)
+        await fake.message_create(FOLLOW_UP, channel_id=thread_id)
+        req = await fake.wait_for_request("POST", f"/channels/{thread_id}/messages", since=since)
+        assert req.ok and req.json["embeds"][0]["title"] == FOLLOW_UP
+    assert [t.question for t in proc.asked[-1]["history"]] == [QUESTION]
+
+
+async def test_reply_to_an_answer_is_a_follow_up_without_mention(fake: FakeDiscord, proc: Process) -> None:
+    async with fake.running(proc.bot(answer_in_thread=False)):
+        await fake.message_create(f"{fake.bot_mention} {QUESTION}", channel_id=CHANNEL)
+        first = await fake.wait_for_request("POST", f"/channels/{CHANNEL}/messages")
+        await recorded(proc, int(first.response["id"]))
+        # A plain message (no mention, no reply) is still ignored.
+        await fake.message_create("lunch anyone?", channel_id=CHANNEL)
+    async with fake.running(proc.bot(answer_in_thread=False)):  # after a restart
+        since = len(fake.requests)
+        reply = await fake.message_create(FOLLOW_UP, channel_id=CHANNEL, reply_to=int(first.response["id"]),
+                                          mention_author=False)
+        assert reply is not None and not reply["mentions"]
+        second = await fake.wait_for_request("POST", f"/channels/{CHANNEL}/messages", since=since)
+        assert second.ok and second.json["embeds"][0]["title"] == FOLLOW_UP
+        await recorded(proc, int(second.response["id"]))
+        # ... and a reply to that reply continues the same chain.
+        since = len(fake.requests)
+        await fake.message_create("and when?", channel_id=CHANNEL, reply_to=int(second.response["id"]),
+                                  mention_author=False)
+        await fake.wait_for_request("POST", f"/channels/{CHANNEL}/messages", since=since)
+        # A reply to someone else's message is not for the bot.
+        await fake.message_create("me too", channel_id=CHANNEL, reply_to=int(reply["id"]), mention_author=False)
+    assert [a["question"] for a in proc.asked] == [QUESTION, FOLLOW_UP, "and when?"]
+    assert [t.question for t in proc.asked[-1]["history"]] == [QUESTION, FOLLOW_UP]
+
+
+async def test_button_on_an_answer_without_a_record_says_so(fake: FakeDiscord, proc: Process) -> None:
+    async with fake.running(proc.bot()):
+        _, req = await ask_by_mention(fake, QUESTION)
+        answer_id = int(req.response["id"])
+        await recorded(proc, answer_id)
+        # Forget the record: as for an answer sent before records were kept.
+        with sqlite3.connect(proc.home / "qabot.sqlite3") as conn:
+            conn.execute("DELETE FROM bot_answers")
+        cb = await click(fake, answer_id, custom_ids(req.json)[0])
+        assert cb.ok and cb.json["data"]["flags"] & FLAG_EPHEMERAL
+        assert "ask the question again" in cb.json["data"]["content"]
