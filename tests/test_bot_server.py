@@ -22,7 +22,9 @@ from tests.support import SEEDS, make_service
 
 GUILD = 111111111111111111
 CHANNEL = 333333333333333333
-USER = 222222222222222222
+USER = 222222222222222222  # the fake guild's owner
+GUILD_B = 555555555555555555
+CHANNEL_B = 666666666666666666
 OTHER_USER = 888888888888888888
 MANAGE_SERVER = 0x20
 
@@ -31,7 +33,7 @@ FOLLOW_UP = "who mediated between Iran and the West?"
 
 
 def settings(**kw: Any) -> BotSettings:
-    base = {"token": "fake-token", "cooldown_seconds": 0.0, "guild_ready_timeout": 0.05}
+    base = {"token": "fake-token", "rate_limit": 0, "guild_ready_timeout": 0.05}
     return BotSettings(**{**base, **kw})
 
 
@@ -207,3 +209,70 @@ async def test_button_on_an_answer_without_a_record_says_so(fake: FakeDiscord, p
         cb = await click(fake, answer_id, custom_ids(req.json)[0])
         assert cb.ok and cb.json["data"]["flags"] & FLAG_EPHEMERAL
         assert "ask the question again" in cb.json["data"]["content"]
+
+
+# ---- 2. a rate limit that stops abuse, not use ------------------------------------------------------------
+
+NO_MANAGE = 8526149765299440 & ~MANAGE_SERVER  # @everyone's default permissions, without Manage Server
+
+
+def test_token_bucket_allows_bursts_and_refills() -> None:
+    from bot.ratelimit import TokenBucket
+
+    b = TokenBucket(capacity=5, window=60)
+    assert [b.take(1, now=0.0) for _ in range(5)] == [0.0] * 5  # a burst of five is fine
+    assert b.take(1, now=0.0) == pytest.approx(12.0)  # the sixth waits for one token: 60 s / 5
+    assert b.take(2, now=0.0) == 0.0  # another user has their own bucket
+    assert b.take(1, now=6.0) == pytest.approx(6.0)  # refused questions cost nothing
+    assert b.take(1, now=6.0, cost=0.5) == 0.0  # a follow-up costs half a token
+    assert b.take(1, now=12.0) == pytest.approx(6.0)
+    assert b.take(1, now=1000.0) == 0.0 and b._level(1, 1000.0, 5, 60) == 4  # refills to capacity, no more
+    assert TokenBucket(0, 60).take(1, now=0.0) == 0.0  # 0: no limit
+
+
+@pytest.fixture
+async def strict_guild(fake: FakeDiscord):
+    """A guild whose members lack Manage Server (the fake's default @everyone has it)."""
+    await fake.guild_create(GUILD_B, channels=[CHANNEL_B], members=[OTHER_USER], everyone_permissions=NO_MANAGE)
+    return GUILD_B
+
+
+async def test_rate_limit_notice_is_private_and_says_when(fake: FakeDiscord, proc: Process, strict_guild) -> None:
+    async with fake.running(proc.bot(rate_limit=2, notice_seconds=0.01)):
+        for q in (QUESTION, FOLLOW_UP):
+            await ask_by_mention(fake, q, channel_id=CHANNEL_B, author=OTHER_USER)
+        since = len(fake.requests)
+        third = await fake.message_create(f"{fake.bot_mention} and Oman?", channel_id=CHANNEL_B, author=OTHER_USER)
+        req = await fake.wait_for_request("POST", f"/channels/{CHANNEL_B}/messages", since=since)
+        assert req.ok and "embeds" not in req.json and "you can ask again <t:" in req.json["content"]
+        assert int(req.json["message_reference"]["message_id"]) == int(third["id"])
+        assert any(r.method == "PUT" and "/reactions/" in r.path and r.path.endswith("/@me")
+                   for r in fake.requests[since:])  # ⏳ on the question
+        await fake.wait_for_request("DELETE", f"/channels/{CHANNEL_B}/messages/{req.response['id']}", since=since)
+        # /ask from the same user: an ephemeral notice, no defer, no answer.
+        await fake.slash_command("ask", {"question": "and Oman?"}, channel_id=CHANNEL_B, user=OTHER_USER,
+                                 permissions=NO_MANAGE)
+        cb = await fake.wait_for_request("POST", "/callback", since=since)
+        assert cb.json["type"] == 4 and cb.json["data"]["flags"] & FLAG_EPHEMERAL
+        assert "you can ask again" in cb.json["data"]["content"]
+        # A member with Manage Server is exempt: the same burst from USER in GUILD (where @everyone manages).
+        for q in (QUESTION, FOLLOW_UP, "and Oman?"):
+            await ask_by_mention(fake, q, channel_id=CHANNEL, author=USER)
+    assert [a["question"] for a in proc.asked] == [QUESTION, FOLLOW_UP, QUESTION, FOLLOW_UP, "and Oman?"]
+
+
+async def test_follow_ups_in_own_thread_cost_half(fake: FakeDiscord, proc: Process, strict_guild) -> None:
+    async with fake.running(proc.bot(rate_limit=2)):
+        incoming, req = await ask_by_mention(fake, QUESTION, channel_id=CHANNEL_B, author=OTHER_USER)
+        await recorded(proc, int(req.response["id"]))
+        thread_id = int(incoming["id"])
+        for q in ("first follow-up?", "second follow-up?"):  # 1 + 0.5 + 0.5 = the bucket of 2
+            since = len(fake.requests)
+            await fake.message_create(q, channel_id=thread_id, author=OTHER_USER)
+            answer = await fake.wait_for_request("POST", f"/channels/{thread_id}/messages", since=since)
+            assert answer.ok and answer.json["embeds"][0]["title"] == q
+            await recorded(proc, int(answer.response["id"]))
+        since = len(fake.requests)
+        await fake.message_create("third follow-up?", channel_id=thread_id, author=OTHER_USER)
+        notice = await fake.wait_for_request("POST", f"/channels/{thread_id}/messages", since=since)
+        assert "you can ask again" in notice.json["content"]

@@ -20,6 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.ratelimit import TokenBucket
 from bot.render import render_answer, render_sources, to_embed, trim
 from bot.sync import owner_command
 from embeddings.errors import QabotError, user_message
@@ -39,8 +40,10 @@ FORGOTTEN = "I no longer have the record of this answer; please ask the question
 SOMETHING_BROKE = "Something went wrong on my side; please try again in a moment."
 
 
-def cooldown_notice(retry_after: float) -> str:
-    return f"Please wait {max(1, round(retry_after))} s before asking another question."
+def rate_notice(retry_after: float) -> str:
+    """When the asker may ask again, as a Discord timestamp (shown in their own time zone, counting down)."""
+    when = int(time.time() + max(1.0, retry_after))
+    return f"You've asked a lot of questions in a short time; you can ask again <t:{when}:R>."
 
 
 # ---- the buttons under an answer ---------------------------------------------------------------------
@@ -109,7 +112,7 @@ class AskCog(commands.Cog):
         self.service = service
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.max_concurrent)
-        self._last_ask: dict[int, float] = {}
+        self.bucket = TokenBucket(settings.rate_limit, settings.rate_window_seconds)
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AnswerButton)
@@ -139,10 +142,14 @@ class AskCog(commands.Cog):
             log.exception("answering %r failed", question)
             return user_message(exc)
 
-    async def history(self, conversation: str | None) -> list[Turn]:
+    async def records(self, conversation: str | None) -> list[AnswerRecord]:
+        """The last answers of a conversation, oldest first ([] for a new one)."""
         if conversation is None:
             return []
-        records: list[AnswerRecord] = await self._state("conversation", conversation, HISTORY_TURNS)
+        return cast("list[AnswerRecord]", await self._state("conversation", conversation, HISTORY_TURNS))
+
+    @staticmethod
+    def turns(records: list[AnswerRecord]) -> list[Turn]:
         turns = []
         for r in records:
             try:
@@ -153,6 +160,24 @@ class AskCog(commands.Cog):
                               doc_keys=tuple(dict.fromkeys(p["doc"] for p in shown)),
                               passage_ids=tuple(int(p["passage_id"]) for p in shown)))
         return turns
+
+    def manages(self, message: discord.Message) -> bool:
+        """Manage Server (or Administrator) in the message's channel: exempt from the rate limit."""
+        author = message.author
+        if message.guild is None or not isinstance(author, discord.Member):
+            return False
+        channel = message.channel
+        perms = channel.permissions_for(author) if hasattr(channel, "permissions_for") else author.guild_permissions
+        return perms.manage_guild or perms.administrator
+
+    async def rate_limited(self, message: discord.Message, wait: float) -> None:
+        """Tell only the asker, briefly: an hourglass on their message, and a reply that deletes itself."""
+        try:
+            await message.add_reaction("\N{HOURGLASS WITH FLOWING SAND}")
+        except discord.HTTPException:
+            pass
+        await message.reply(rate_notice(wait), mention_author=False,
+                            delete_after=self.settings.notice_seconds or None)
 
     async def remember(self, sent: discord.Message, result: Answer | str, *, conversation: str | None,
                        asker_id: int, guild_id: int | None) -> None:
@@ -168,14 +193,11 @@ class AskCog(commands.Cog):
         except Exception:  # noqa: BLE001 - the answer is out; only its buttons will say they forgot it
             log.exception("storing the answer record failed")
 
-    def retry_after(self, user_id: int) -> float:
-        """Seconds this user must still wait (0: may ask now, and the clock restarts)."""
-        now = time.monotonic()
-        last = self._last_ask.get(user_id)
-        if last is not None and now - last < self.settings.cooldown_seconds:
-            return self.settings.cooldown_seconds - (now - last)
-        self._last_ask[user_id] = now
-        return 0.0
+    def retry_after(self, user_id: int, *, cost: float = 1.0, exempt: bool = False) -> float:
+        """Seconds this user must wait before this question (0: ask now; the question is paid for)."""
+        if exempt:
+            return 0.0
+        return self.bucket.take(user_id, time.monotonic(), cost)
 
     def _payload(self, result: Answer | str) -> dict[str, Any]:
         if isinstance(result, str):
@@ -220,14 +242,15 @@ class AskCog(commands.Cog):
     async def ask(self, interaction: discord.Interaction, question: str) -> None:
         try:
             # Checked before the defer: only a first response can be private, and a typo should neither be
-            # answered in public nor cost the user their cooldown.
+            # answered in public nor count against the rate limit.
             QAService.validate_question(question)
         except QabotError as exc:
             await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
             return
-        wait = self.retry_after(interaction.user.id)
+        exempt = interaction.guild_id is not None and interaction.permissions.manage_guild
+        wait = self.retry_after(interaction.user.id, exempt=exempt)
         if wait:
-            await interaction.response.send_message(cooldown_notice(wait), ephemeral=True)
+            await interaction.response.send_message(rate_notice(wait), ephemeral=True)
             return
         await interaction.response.defer(thinking=True)
         result = await self.answer(question, interaction.guild_id)
@@ -285,12 +308,16 @@ class AskCog(commands.Cog):
             return
         if await owner_command(self.bot, message, question):
             return
-        wait = self.retry_after(message.author.id)
-        if wait:
-            await message.reply(cooldown_notice(wait), mention_author=False)
-            return
         conversation = route.conversation
         guild_id = message.guild.id if message.guild else None
+        records = await self.records(conversation)
+        own = conversation is not None and conversation.startswith("thread:") and any(
+            r.asker_id == message.author.id for r in records)
+        wait = self.retry_after(message.author.id, cost=self.settings.follow_up_cost if own else 1.0,
+                                exempt=self.manages(message))
+        if wait:
+            await self.rate_limited(message, wait)
+            return
         target: discord.abc.Messageable = message.channel
         in_new_thread = False
         if conversation is None and self.settings.answer_in_thread and isinstance(message.channel, discord.TextChannel):
@@ -300,7 +327,7 @@ class AskCog(commands.Cog):
                 log.warning("could not create a thread: %s", exc)
             else:
                 target, in_new_thread, conversation = thread, True, f"thread:{thread.id}"
-        turns = await self.history(conversation)
+        turns = self.turns(records) if conversation == route.conversation else []
         async with target.typing():
             result = await self.answer(question, guild_id, turns)
         if in_new_thread:
