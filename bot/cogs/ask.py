@@ -176,8 +176,9 @@ class AskCog(commands.Cog):
             await message.add_reaction("\N{HOURGLASS WITH FLOWING SAND}")
         except discord.HTTPException:
             pass
-        await message.reply(rate_notice(wait), mention_author=False,
-                            delete_after=self.settings.notice_seconds or None)
+        notice = await message.reply(rate_notice(wait), mention_author=False)
+        if self.settings.notice_seconds:
+            await notice.delete(delay=self.settings.notice_seconds)
 
     async def remember(self, sent: discord.Message, result: Answer | str, *, conversation: str | None,
                        asker_id: int, guild_id: int | None) -> None:
