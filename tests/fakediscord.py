@@ -1733,6 +1733,8 @@ class FakeDiscord:
     async def _delete_webhook_message(self, request: web.Request) -> web.Response:
         it, msg = self._webhook_message(request)
         self.messages.pop(int(msg["id"]), None)
+        if it.original_id == int(msg["id"]):
+            it.loading = False  # the "thinking" message is gone: a later followup is a new message
         return _no_content()
 
     # ---- REST: application commands ----------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import sqlite3
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -276,3 +277,62 @@ async def test_follow_ups_in_own_thread_cost_half(fake: FakeDiscord, proc: Proce
         await fake.message_create("third follow-up?", channel_id=thread_id, author=OTHER_USER)
         notice = await fake.wait_for_request("POST", f"/channels/{thread_id}/messages", since=since)
         assert "you can ask again" in notice.json["content"]
+
+
+# ---- 3. rendering and errors ------------------------------------------------------------------------------
+
+
+async def test_ask_private_answers_ephemerally_with_working_buttons(fake: FakeDiscord, proc: Process) -> None:
+    async with fake.running(proc.bot()):
+        inter = await fake.slash_command("ask", {"question": QUESTION, "private": True}, channel_id=CHANNEL)
+        req = await fake.wait_for_request("POST", f"/webhooks/{fake.application_id}/{inter['token']}")
+        assert fake.interaction_responses() == [{"type": 5, "data": {"flags": FLAG_EPHEMERAL}}]
+        assert req.ok and req.json["embeds"][0]["title"] == QUESTION
+        msg = fake.messages[int(req.response["id"])]
+        assert msg["flags"] & FLAG_EPHEMERAL
+        await recorded(proc, int(msg["id"]))
+        cb = await click(fake, int(msg["id"]), custom_ids(req.json)[0])
+        assert cb.ok and cb.json["data"]["embeds"][0]["title"].startswith("Closest passages")
+        # Without private: a public answer, as before.
+        since = len(fake.requests)
+        await fake.slash_command("ask", {"question": QUESTION}, channel_id=CHANNEL)
+        cb = await fake.wait_for_request("POST", "/callback", since=since)
+        assert cb.json == {"type": 5}
+
+
+async def test_a_failing_command_ends_in_one_private_message(fake: FakeDiscord, proc: Process,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*a: Any, **kw: Any) -> dict:
+        raise RuntimeError("render bug")
+
+    async with fake.running(proc.bot()):
+        monkeypatch.setattr(sys.modules["bot.cogs.ask"], "render_answer", broken)
+        inter = await fake.slash_command("ask", {"question": QUESTION}, channel_id=CHANNEL)
+        req = await fake.wait_for_request("POST", f"/webhooks/{fake.application_id}/{inter['token']}")
+        # The public "thinking…" was deferred; it is deleted, and the failure goes to the asker only.
+        assert any(r.method == "DELETE" and r.path.endswith("/messages/@original") or
+                   r.method == "DELETE" and "/webhooks/" in r.path for r in fake.requests)
+        assert req.ok and req.json["flags"] & FLAG_EPHEMERAL and "Something went wrong" in req.json["content"]
+        msg = fake.messages[int(req.response["id"])]
+        assert msg["flags"] & FLAG_EPHEMERAL and not msg["flags"] & 128  # not loading
+        assert not [m for m in fake.messages.values() if m.get("flags", 0) & 128]  # nothing left "thinking"
+        # A mention that fails gets one reply, not silence.
+        since = len(fake.requests)
+        await fake.message_create(f"{fake.bot_mention} {QUESTION}", channel_id=CHANNEL)
+        reply = await fake.wait_for(lambda: next((r for r in fake.requests[since:] if r.method == "POST" and
+                                                  r.path == f"/channels/{CHANNEL}/messages"), None))
+        assert "Something went wrong" in reply.json["content"]
+
+
+async def test_a_failing_button_tells_the_clicker(fake: FakeDiscord, proc: Process,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*a: Any, **kw: Any) -> dict:
+        raise RuntimeError("render bug")
+
+    async with fake.running(proc.bot()):
+        _, req = await ask_by_mention(fake, QUESTION)
+        await recorded(proc, int(req.response["id"]))
+        monkeypatch.setattr(sys.modules["bot.cogs.ask"], "render_sources", broken)
+        cb = await click(fake, int(req.response["id"]), custom_ids(req.json)[0], user=OTHER_USER)
+        assert cb.ok and cb.json["type"] == 4 and cb.json["data"]["flags"] & FLAG_EPHEMERAL
+        assert "Something went wrong" in cb.json["data"]["content"]

@@ -20,6 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.failures import SOMETHING_BROKE, report, tell
 from bot.ratelimit import TokenBucket
 from bot.render import render_answer, render_sources, to_embed, trim
 from bot.sync import owner_command
@@ -37,7 +38,6 @@ THREAD_NAME_MAX = 100
 HISTORY_TURNS = 5  # earlier turns of a conversation handed to the answerer
 EMPTY_QUESTION = "Ask me a question about the articles, e.g. `@qabot why did Egypt cut ties with Iran?`"
 FORGOTTEN = "I no longer have the record of this answer; please ask the question again."
-SOMETHING_BROKE = "Something went wrong on my side; please try again in a moment."
 
 
 def rate_notice(retry_after: float) -> str:
@@ -88,14 +88,6 @@ def answer_view(answer: Answer, with_votes: bool = True) -> discord.ui.View:
 def feedback_thanks(vote: int, replaced: bool) -> str:
     thumb = "\N{THUMBS UP SIGN}" if vote > 0 else "\N{THUMBS DOWN SIGN}"
     return f"Thanks, your vote is now {thumb}." if replaced else f"Thanks for the {thumb}, it helps improve qabot."
-
-
-async def tell(interaction: discord.Interaction, text: str, **kw: Any) -> None:
-    """An ephemeral message to whoever caused the interaction, whether or not it was answered yet."""
-    if interaction.response.is_done():
-        await interaction.followup.send(trim(text, 2000), ephemeral=True, **kw)
-    else:
-        await interaction.response.send_message(trim(text, 2000), ephemeral=True, **kw)
 
 
 @dataclass(frozen=True)
@@ -214,11 +206,7 @@ class AskCog(commands.Cog):
         try:
             await self._on_button(interaction, action)
         except Exception as exc:  # noqa: BLE001 - dynamic items swallow errors: the clicker must hear of it
-            log.exception("button %s failed", action)
-            try:
-                await tell(interaction, user_message(exc) if isinstance(exc, QabotError) else SOMETHING_BROKE)
-            except discord.HTTPException:
-                log.warning("could not tell the user about the failed button")
+            await report(interaction, exc, f"the {action} button")
 
     async def _on_button(self, interaction: discord.Interaction, action: str) -> None:
         message = interaction.message
@@ -239,8 +227,8 @@ class AskCog(commands.Cog):
     # ---- /ask ------------------------------------------------------------------------------------
 
     @app_commands.command(name="ask", description="Ask a question about the articles")
-    @app_commands.describe(question="What do you want to know?")
-    async def ask(self, interaction: discord.Interaction, question: str) -> None:
+    @app_commands.describe(question="What do you want to know?", private="Only you see the answer")
+    async def ask(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
         try:
             # Checked before the defer: only a first response can be private, and a typo should neither be
             # answered in public nor count against the rate limit.
@@ -253,12 +241,12 @@ class AskCog(commands.Cog):
         if wait:
             await interaction.response.send_message(rate_notice(wait), ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         result = await self.answer(question, interaction.guild_id)
         if isinstance(result, str):
-            await interaction.followup.send(trim(result, 2000), ephemeral=True)
+            await tell(interaction, result)
             return
-        sent = await interaction.followup.send(**self._payload(result), wait=True)
+        sent = await interaction.followup.send(**self._payload(result), wait=True, ephemeral=private)
         await self.remember(sent, result, conversation=None, asker_id=interaction.user.id,
                             guild_id=interaction.guild_id)
 
@@ -300,6 +288,16 @@ class AskCog(commands.Cog):
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot:
             return
+        try:
+            await self.on_question(message)
+        except Exception:  # noqa: BLE001 - the asker hears of it once, in reply, instead of silence
+            log.exception("answering message %s failed", message.id)
+            try:
+                await message.reply(SOMETHING_BROKE, mention_author=False)
+            except discord.HTTPException:
+                pass
+
+    async def on_question(self, message: discord.Message) -> None:
         route = await self.route(message)
         if route is None:
             return
