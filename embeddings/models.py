@@ -120,3 +120,28 @@ class Answer:
             ],
             "timings_ms": asdict(self.timings),
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Answer:
+        """Back from ``to_json`` (what the Discord bot stores to show Sources later); passage offsets into
+        their documents and the per-retriever scores are not in the JSON and come back as 0."""
+        passages = tuple(
+            PassageHit(passage_id=int(p["passage_id"]), text=p["text"], score=float(p["score"]),
+                       citation=Citation(doc_key=p["doc"], title=p["title"], source=p["source"],
+                                         outlet=p.get("outlet"), published=p.get("published"),
+                                         paragraph=int(p.get("paragraph", 1))),
+                       start=0, end=0)
+            for p in data.get("passages", []))
+        sentences = tuple(AnswerSentence(**s) for s in data.get("sentences", []))
+        return cls(question=data["question"], found=bool(data["found"]), sentences=sentences, passages=passages,
+                   confidence=float(data.get("confidence", 0.0)))
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a conversation (a Discord thread or reply chain), for follow-up questions."""
+
+    question: str
+    answer: str
+    doc_keys: tuple[str, ...] = ()
+    passage_ids: tuple[int, ...] = ()
