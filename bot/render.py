@@ -306,7 +306,8 @@ def _fit_total(embed: dict[str, Any]) -> dict[str, Any]:
 def render_answer(answer: Answer) -> dict[str, Any]:
     """The answer as an embed dict: question as title; the answer sentence(s) in bold, then the passage
     around them with the sentence underlined; a Source field; a confidence footer. Not found: the
-    honest NOT_FOUND message (the caller offers the closest passages)."""
+    honest NOT_FOUND message (the caller offers the closest passages). A follow-up read in the light of
+    the conversation says how in the footer ("read as: ...")."""
     title = _plain(answer.question, LIMITS.title)
     if not answer.found or not answer.sentences:
         return _titled(title, {"description": NOT_FOUND, "color": COLOURS["none"]})
@@ -326,6 +327,8 @@ def render_answer(answer: Answer) -> dict[str, Any]:
     footer = f"{label} confidence ({_num(answer.confidence)})"
     if others > 0:
         footer += f" · {others} more passage{'s' if others != 1 else ''}"
+    if answer.interpreted_as:  # a follow-up read in the light of the thread: say how
+        footer = f"read as: {_plain(answer.interpreted_as, 200)} · {footer}"
     embed = {
         "description": description or NOT_FOUND,
         "color": COLOURS[label],

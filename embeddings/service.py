@@ -12,14 +12,14 @@ from embeddings.answering.answer import Answerer, validate_question
 from embeddings.encoders.base import Encoder
 from embeddings.encoders.factory import load_encoder
 from embeddings.ingest.pipeline import DocOutcome, Failure, Ingestor, IngestReport
-from embeddings.models import BASE_SCOPE, Answer
+from embeddings.models import BASE_SCOPE, Answer, Turn
 from embeddings.settings import Settings
 from embeddings.store.factory import open_store
 from embeddings.store.records import DocumentRow
 from embeddings.text.extract import SUPPORTED_EXTENSIONS, kind_for_path
 
 __all__ = ["SUPPORTED_EXTENSIONS", "DocOutcome", "DocumentRow", "Failure", "IngestReport", "QAService", "Stats",
-           "validate_question"]
+           "Turn", "validate_question"]
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,12 @@ class QAService:
         """Load the model and touch every path of an answer, so the first user doesn't pay for it."""
         self.ask("qabot warm-up question")
 
-    def ask(self, question: str, *, k: int | None = None, scope: str = BASE_SCOPE) -> Answer:
-        return self.answerer.answer(question, k=k or self.settings.top_k, scope=scope)
+    def ask(self, question: str, *, k: int | None = None, scope: str = BASE_SCOPE,
+            history: Sequence[Turn] | None = None) -> Answer:
+        """Answer `question`; `history` (oldest first) are the conversation's earlier turns, e.g. a Discord
+        thread's or `qabot chat`'s: a follow-up ("why?", "when did she die?") is then read in their light and
+        `Answer.interpreted_as` says how. `Answer.as_turn()` makes an answer the next question's history."""
+        return self.answerer.answer(question, k=k or self.settings.top_k, scope=scope, history=history)
 
     def ingest(self, inputs: Sequence[str], *, scope: str = BASE_SCOPE, progress: bool | None = None,
                on_commit: Callable[[Sequence[DocOutcome]], None] | None = None) -> IngestReport:
