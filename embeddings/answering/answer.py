@@ -265,6 +265,15 @@ class Answerer:
         t2 = time.perf_counter()
         hits = tuple(_hit(rows[c.passage_id], c) for c in cands[:k])
         best, confidence = self._best_sentence(q, qvec, cands[: self.params.answer_passages], rows, memo=memo)
+        if best is not None and reading.context:
+            # "when did that happen?" shares little with any sentence: judge the answer against the question
+            # as read in its conversation (the blended vector, the borrowed words) when that says more.
+            row = rows[best.passage_id]
+            vec = self._sentence_vectors([row])[row.id][row.sentences.index((best.start, best.end))]
+            terms = set(tokenize([reading.search_text])[0]) - QUESTION_WORDS
+            own = set(tokenize([row.text[best.start:best.end]])[0])
+            read = self.confidence(float(vec @ search_vec), cands[0].dense, len(terms & own) / max(len(terms), 1))
+            confidence = max(confidence, read)
         found = best is not None and confidence >= self.params.answer_threshold
         sentences: tuple[AnswerSentence, ...] = ()
         if found and best is not None:

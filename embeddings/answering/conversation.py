@@ -96,7 +96,9 @@ def read_in_context(question: str, history: Sequence[Turn] | None, *, turns: int
     last = history[-1]
     prior_docs = last.doc_keys
     prior_passages = last.passage_ids
-    topic = recent[0].question.strip().rstrip("?").strip() if recent else ""
+    # The thread's subject: the latest earlier question that reads on its own, else the latest one.
+    anchor = next((t.question for t in recent if not follow_up_cues(t.question)), recent[0].question if recent else "")
+    topic = anchor.strip().rstrip("?").strip()
     shown = f"{question.strip()} (about: {topic})" if topic else question.strip()
     search = " ".join([question, *extra])
     return Reading(question, search, cues, tuple(t.question for t in recent), prior_docs, prior_passages, shown)
