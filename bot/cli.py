@@ -40,6 +40,8 @@ def render_answer(answer, out: TextIO) -> None:
     from embeddings.models import NOT_FOUND
 
     bold, dim, reset = _style(out)
+    if answer.interpreted_as:
+        print(f"{dim}read as: {answer.interpreted_as}{reset}", file=out)
     if not answer.found:
         print(NOT_FOUND, file=out)
         if answer.passages:
@@ -103,22 +105,48 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    """A conversation: each question is read in the light of the ones before it (a follow-up like "why?"
+    or "when did she die?"); a line `/new` starts a fresh one. --json: questions from stdin, one per line,
+    one JSON object per answer (what `ask --json` prints), nothing else on stdout."""
+    from embeddings.models import Turn
+
     svc = _service(args)
-    print("Ask about the articles (empty line or Ctrl-D to quit).")
+    history: list[Turn] = []
+    if not args.json:
+        print("Ask about the articles (/new starts a new conversation; empty line or Ctrl-D to quit).")
     try:
         while True:
             try:
-                question = input("? ")
+                line = sys.stdin.readline() if args.json else input("? ")
             except EOFError:
                 print()
                 break
-            if not question.strip():
+            if args.json and not line:
                 break
+            question = line.strip()
+            if not question:
+                if args.json:
+                    continue
+                break
+            if question == "/new":
+                history.clear()
+                if not args.json:
+                    print("(new conversation)\n")
+                continue
             try:
-                render_answer(svc.ask(question), sys.stdout)
+                answer = svc.ask(question, history=history)
             except QabotError as exc:
-                print(user_message(exc), file=sys.stderr)
-            print()
+                if args.json:
+                    print(json.dumps({"question": question, "error": user_message(exc)}), flush=True)
+                else:
+                    print(user_message(exc), file=sys.stderr)
+                continue
+            history = [*history, answer.as_turn()][-2:]
+            if args.json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+            else:
+                render_answer(answer, sys.stdout)
+                print()
     finally:
         svc.close()
     return 0
@@ -378,7 +406,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("chat", help="ask questions interactively")
+    p = sub.add_parser("chat", help="a conversation: follow-ups are read in the light of earlier questions")
+    p.add_argument("--json", action="store_true",
+                   help="read questions from stdin, one per line (/new: new conversation); one JSON object per answer")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("ls", help="list ingested documents")

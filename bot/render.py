@@ -304,7 +304,8 @@ def render_answer(answer: Answer) -> dict[str, Any]:
     """The answer as an embed dict: question as title; the passage around the answer with the answer
     sentence(s) in bold, shown once (only the sentences alone, bold, when they come from several passages);
     a Source field; the confidence as a plain label in the footer. Not found: the honest NOT_FOUND message
-    (the caller offers the closest passages)."""
+    (the caller offers the closest passages).
+    A follow-up read in the light of the conversation says how in the footer ("read as: ...")."""
     title = _plain(answer.question, LIMITS.title)
     if not answer.found or not answer.sentences:
         return _titled(title, {"description": NOT_FOUND, "color": COLOURS["none"]})
@@ -323,6 +324,8 @@ def render_answer(answer: Answer) -> dict[str, Any]:
     footer = f"{label} confidence"
     if others > 0:
         footer += f" · {others} more passage{'s' if others != 1 else ''} under Sources"
+    if answer.interpreted_as:  # a follow-up read in the light of the thread: say how
+        footer = f"read as: {_plain(answer.interpreted_as, 200)} · {footer}"
     embed = {
         "description": description or NOT_FOUND,
         "color": COLOURS[label],

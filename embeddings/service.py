@@ -21,7 +21,7 @@ from embeddings.store.records import DocumentRow
 from embeddings.text.extract import SUPPORTED_EXTENSIONS, kind_for_path
 
 __all__ = ["SUPPORTED_EXTENSIONS", "AnswerRecord", "BotState", "DocOutcome", "DocumentRow", "Failure", "IngestReport",
-           "QAService", "Stats", "validate_question"]
+           "QAService", "Stats", "Turn", "validate_question"]
 
 if TYPE_CHECKING:
     from embeddings.ingest.reindex import ReindexReport
@@ -73,8 +73,10 @@ class QAService:
 
     def ask(self, question: str, *, k: int | None = None, scope: str = BASE_SCOPE,
             history: Sequence[Turn] | None = None) -> Answer:
-        # history (earlier turns of a conversation) is accepted for conversation-aware answering; unused yet.
-        return self.answerer.answer(question, k=k or self.settings.top_k, scope=scope)
+        """Answer `question`; `history` (oldest first) are the conversation's earlier turns, e.g. a Discord
+        thread's or `qabot chat`'s: a follow-up ("why?", "when did she die?") is then read in their light and
+        `Answer.interpreted_as` says how. `Answer.as_turn()` makes an answer the next question's history."""
+        return self.answerer.answer(question, k=k or self.settings.top_k, scope=scope, history=history)
 
     def ingest(self, inputs: Sequence[str], *, scope: str = BASE_SCOPE, progress: bool | None = None,
                on_commit: Callable[[Sequence[DocOutcome]], None] | None = None) -> IngestReport:
