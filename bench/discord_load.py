@@ -104,7 +104,7 @@ async def run(args: argparse.Namespace, service: QAService) -> dict[str, Any]:
         try:
             users = [900000000000000000 + i for i in range(len(qs))]
             await fake.guild_create(GUILD, channels=[CHANNEL], members=users)
-            bot = QABot(service, BotSettings(token="bench", cooldown_seconds=0.0, guild_ready_timeout=0.05,
+            bot = QABot(service, BotSettings(token="bench", rate_limit=0, guild_ready_timeout=0.05,
                                              max_concurrent=args.max_concurrent))
             async with fake.running(bot):
                 meter = LagMeter()

@@ -9,6 +9,7 @@ import logging
 import discord
 from discord.ext import commands
 
+from bot.failures import report
 from bot.sync import sync_tree
 from embeddings.errors import QabotError
 from embeddings.service import QAService
@@ -53,6 +54,13 @@ class QABot(commands.Bot):
         # syncing is rate limited, so it is done on demand.
         for name in EXTENSIONS:
             await self.load_extension(name)
+        self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+
+    async def on_app_command_error(self, interaction: discord.Interaction,
+                                   error: discord.app_commands.AppCommandError) -> None:
+        """Any slash command or context menu that raised: one private message to its user (bot/failures.py)."""
+        name = interaction.command.name if interaction.command is not None else "a command"
+        await report(interaction, error, f"/{name}")
 
     async def on_message(self, message: discord.Message) -> None:
         # No prefix commands: AskCog's listener handles messages, so don't parse them as commands.

@@ -40,6 +40,8 @@ def render_answer(answer, out: TextIO) -> None:
     from embeddings.models import NOT_FOUND
 
     bold, dim, reset = _style(out)
+    if answer.interpreted_as:
+        print(f"{dim}read as: {answer.interpreted_as}{reset}", file=out)
     if not answer.found:
         print(NOT_FOUND, file=out)
         if answer.passages:
@@ -65,16 +67,13 @@ def render_answer(answer, out: TextIO) -> None:
 
 # ---- commands
 def cmd_ingest(args: argparse.Namespace) -> int:
-    svc = _service(args)
-    try:
+    with _service(args) as svc:
         def committed(outcomes) -> None:
             if args.verbose:
                 for o in outcomes:
                     print(f"committed\t{o.doc_key}\t{o.name}", flush=True)
 
         report = svc.ingest(args.inputs, progress=None if not args.quiet else False, on_commit=committed)
-    finally:
-        svc.close()
     for o in report.outcomes:
         if o.status == "unchanged":
             print(f"unchanged (already ingested): {o.name} [{o.doc_key}]")
@@ -90,11 +89,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    svc = _service(args)
-    try:
+    with _service(args) as svc:
         answer = svc.ask(args.question, k=args.k)
-    finally:
-        svc.close()
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
     else:
@@ -103,33 +99,53 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    svc = _service(args)
-    print("Ask about the articles (empty line or Ctrl-D to quit).")
-    try:
+    """A conversation: each question is read in the light of the ones before it (a follow-up like "why?"
+    or "when did she die?"); a line `/new` starts a fresh one. --json: questions from stdin, one per line,
+    one JSON object per answer (what `ask --json` prints), nothing else on stdout."""
+    from embeddings.models import Turn
+
+    with _service(args) as svc:
+        history: list[Turn] = []
+        if not args.json:
+            print("Ask about the articles (/new starts a new conversation; empty line or Ctrl-D to quit).")
         while True:
             try:
-                question = input("? ")
+                line = sys.stdin.readline() if args.json else input("? ")
             except EOFError:
                 print()
                 break
-            if not question.strip():
+            if args.json and not line:
                 break
+            question = line.strip()
+            if not question:
+                if args.json:
+                    continue
+                break
+            if question == "/new":
+                history.clear()
+                if not args.json:
+                    print("(new conversation)\n")
+                continue
             try:
-                render_answer(svc.ask(question), sys.stdout)
+                answer = svc.ask(question, history=history)
             except QabotError as exc:
-                print(user_message(exc), file=sys.stderr)
-            print()
-    finally:
-        svc.close()
+                if args.json:
+                    print(json.dumps({"question": question, "error": user_message(exc)}), flush=True)
+                else:
+                    print(user_message(exc), file=sys.stderr)
+                continue
+            history = [*history, answer.as_turn()][-2:]
+            if args.json:
+                print(json.dumps(answer.to_json(), ensure_ascii=False), flush=True)
+            else:
+                render_answer(answer, sys.stdout)
+                print()
     return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    svc = _service(args, create=False)
-    try:
+    with _service(args, create=False) as svc:
         docs = svc.documents()
-    finally:
-        svc.close()
     if args.json:
         print(json.dumps([{"doc": d.doc_key, "title": d.title, "source": d.source, "scope": d.scope,
                            "outlet": d.outlet, "published": d.published, "ingested_at": d.ingested_at,
@@ -155,11 +171,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     if getattr(args, "home", None):
         settings = replace(settings, home=Path(args.home))
     settings = replace(settings, encoder_backend=args.backend or settings.encoder_backend or DEFAULT_BACKEND)
-    svc = QAService(settings, create=False)
-    try:
+    with QAService(settings, create=False) as svc:
         report = svc.reindex(progress=None if not args.quiet else False)
-    finally:
-        svc.close()
     resumed = f", {report.resumed} already staged by an interrupted run" if report.resumed else ""
     rate = report.embedded / report.seconds if report.seconds else 0.0
     print(f"re-embedded {report.passages} passages with {report.backend} (was {report.backend_before}): "
@@ -168,23 +181,17 @@ def cmd_reindex(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    svc = _service(args, create=False)
-    try:
+    with _service(args, create=False) as svc:
         removed = svc.remove(args.doc)
-    finally:
-        svc.close()
     for title in removed:
         print(f"removed: {title}")
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    svc = _service(args, create=False)
-    try:
+    with _service(args, create=False) as svc:
         st = svc.stats()
         report = svc.index.integrity()
-    finally:
-        svc.close()
     data = {**st.__dict__, "encoder_backend": svc.index.config.encoder_backend, "store": svc.index.describe(),
             "integrity": "ok" if report.ok else "; ".join(report.problems)}
     if args.json:
@@ -219,12 +226,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """What `make run` does without a terminal and without a question: one sample answer and a hint."""
-    svc = _service(args)
-    try:
+    with _service(args) as svc:
         print(f"? {SAMPLE_QUESTION}")
         render_answer(svc.ask(SAMPLE_QUESTION), sys.stdout)
-    finally:
-        svc.close()
     print("\nAsk your own: make run Q=\"...\"  ·  chat: qabot chat  ·  Discord: set DISCORD_TOKEN and run make run")
     return 0
 
@@ -317,23 +321,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bot.app import freeze_startup_heap, run_bot
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    svc = _service(args)
-    try:
+    with _service(args) as svc:
         svc.warm_up()
         freeze_startup_heap()
         asyncio.run(run_bot(svc, bot_settings))
-    finally:
-        svc.close()
     return 0
 
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
     """Readers' thumbs up/down as eval questions (shared/eval/seed format); mapping in embeddings/store/embedded/feedback.py."""
-    svc = _service(args, create=False)
-    try:
+    with _service(args, create=False) as svc:
         rows = svc.export_feedback(include_unlabelled=args.include_unlabelled)
-    finally:
-        svc.close()
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.out and args.out != "-":
         Path(args.out).write_text(text, encoding="utf-8")
@@ -378,7 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_ask)
 
-    p = sub.add_parser("chat", help="ask questions interactively")
+    p = sub.add_parser("chat", help="a conversation: follow-ups are read in the light of earlier questions")
+    p.add_argument("--json", action="store_true",
+                   help="read questions from stdin, one per line (/new: new conversation); one JSON object per answer")
     p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("ls", help="list ingested documents")

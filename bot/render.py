@@ -105,10 +105,6 @@ def _plain(text: str, limit: int) -> str:
     return trim(escape_markdown(" ".join(text.split())), limit)
 
 
-def _num(x: float) -> str:
-    return f"{x:.2f}" if -1000 < x < 1000 else f"{x:.3g}"
-
-
 def confidence_label(confidence: float) -> str:
     if confidence >= HIGH_CONFIDENCE:
         return "High"
@@ -207,8 +203,8 @@ def _left_fit(raw: str, n: int) -> str:
     return ELLIPSIS + escape_markdown(_snap_start(raw, lo))
 
 
-def _marked(text: str, marks: list[tuple[int, int]], lo: int, hi: int) -> str:
-    """text[lo:hi] escaped, each mark in __underline__ (whitespace kept outside the markers)."""
+def _marked(text: str, marks: list[tuple[int, int]], lo: int, hi: int, marker: str = "__") -> str:
+    """text[lo:hi] escaped, each mark in ``marker`` (__underline__, **bold**; whitespace kept outside)."""
     out, pos = [], lo
     for s, e in marks:
         raw = text[s:e]
@@ -216,7 +212,7 @@ def _marked(text: str, marks: list[tuple[int, int]], lo: int, hi: int) -> str:
         out.append(escape_markdown(text[pos:s]))
         if core:
             lpad, rpad = raw[: len(raw) - len(raw.lstrip())], raw[len(raw.rstrip()) :]
-            out.append(f"{lpad}__{escape_markdown(core)}__{rpad}")
+            out.append(f"{lpad}{marker}{escape_markdown(core)}{marker}{rpad}")
         else:
             out.append(raw)
         pos = e
@@ -224,8 +220,9 @@ def _marked(text: str, marks: list[tuple[int, int]], lo: int, hi: int) -> str:
     return "".join(out)
 
 
-def excerpt(text: str, marks: list[tuple[int, int]], budget: int, *, window: int = EXCERPT_WINDOW) -> str:
-    """The passage around the marked spans (offsets into ``text``), escaped, marks in __underline__,
+def excerpt(text: str, marks: list[tuple[int, int]], budget: int, *, window: int = EXCERPT_WINDOW,
+            marker: str = "__") -> str:
+    """The passage around the marked spans (offsets into ``text``), escaped, marks in ``marker``,
     at most ``budget`` characters, "…" where the passage is cut. Context before the mark is cut from
     the left, context after it from the right; the mark itself is shortened only if it alone is long."""
     if budget <= 0:
@@ -238,10 +235,10 @@ def excerpt(text: str, marks: list[tuple[int, int]], budget: int, *, window: int
         body = lead + escape_markdown(text[start:end]).lstrip()
         return body + tail if len(body) + len(tail) <= budget else trim(body, budget)
     lo, hi = marks[0][0], marks[-1][1]
-    mid = _marked(text, marks, lo, hi)
+    mid = _marked(text, marks, lo, hi, marker)
     cap = max(budget * 2 // 3, min(budget, 24))
     if len(mid) > cap:
-        mid = "__" + trim(escape_markdown(" ".join(text[lo:hi].split())), cap - 4) + "__"
+        mid = marker + trim(escape_markdown(" ".join(text[lo:hi].split())), cap - 2 * len(marker)) + marker
         if len(mid) > budget:
             return trim(escape_markdown(" ".join(text[lo:hi].split())), budget)
     pre_raw, post_raw = text[start:lo], text[hi:end]
@@ -304,9 +301,11 @@ def _fit_total(embed: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_answer(answer: Answer) -> dict[str, Any]:
-    """The answer as an embed dict: question as title; the answer sentence(s) in bold, then the passage
-    around them with the sentence underlined; a Source field; a confidence footer. Not found: the
-    honest NOT_FOUND message (the caller offers the closest passages)."""
+    """The answer as an embed dict: question as title; the passage around the answer with the answer
+    sentence(s) in bold, shown once (only the sentences alone, bold, when they come from several passages);
+    a Source field; the confidence as a plain label in the footer. Not found: the honest NOT_FOUND message
+    (the caller offers the closest passages).
+    A follow-up read in the light of the conversation says how in the footer ("read as: ...")."""
     title = _plain(answer.question, LIMITS.title)
     if not answer.found or not answer.sentences:
         return _titled(title, {"description": NOT_FOUND, "color": COLOURS["none"]})
@@ -316,16 +315,17 @@ def render_answer(answer: Answer) -> dict[str, Any]:
     fields: list[dict[str, Any]] = []
     passage = answer.best_passage
     if passage is not None:
-        room = LIMITS.description - len(description) - 2
-        if room > 40 and passage.text.strip():
-            description = (
-                description + "\n\n" + excerpt(passage.text, _marks(answer, passage), room)
-            ).strip()
+        marks = _marks(answer, passage)
+        in_passage = all(s.passage_id == passage.passage_id for s in answer.sentences)
+        if in_passage and marks and passage.text.strip():
+            description = excerpt(passage.text, marks, LIMITS.description - 100, marker="**").strip()
         fields.append({"name": "Source", "value": citation_line(passage.citation), "inline": False})
     others = len(answer.passages) - 1
-    footer = f"{label} confidence ({_num(answer.confidence)})"
+    footer = f"{label} confidence"
     if others > 0:
-        footer += f" · {others} more passage{'s' if others != 1 else ''}"
+        footer += f" · {others} more passage{'s' if others != 1 else ''} under Sources"
+    if answer.interpreted_as:  # a follow-up read in the light of the thread: say how
+        footer = f"read as: {_plain(answer.interpreted_as, 200)} · {footer}"
     embed = {
         "description": description or NOT_FOUND,
         "color": COLOURS[label],
@@ -340,7 +340,8 @@ def _titled(title: str, embed: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_sources(answer: Answer, n: int = 5) -> dict[str, Any]:
-    """An embed listing the top ``n`` passages: "i. Title (score)" and an excerpt plus citation link,
+    """An embed listing the top ``n`` passages: "i. Title" by rank (the answer's own passage labelled, no raw
+    scores) and an excerpt plus citation link,
     each field and the whole embed within Discord's limits."""
     n = max(1, min(n, LIMITS.fields))
     passages = answer.passages[:n]
@@ -353,8 +354,9 @@ def render_sources(answer: Answer, n: int = 5) -> dict[str, Any]:
         LIMITS.field_name, max(24, (LIMITS.total - len(title) - len(intro)) // (2 * len(passages)))
     )
     names = []
+    best = answer.best_passage if answer.found else None
     for i, p in enumerate(passages, 1):
-        score = f" ({_num(p.score)})"
+        score = " · the answer's source" if best is not None and p.passage_id == best.passage_id else ""
         label = _plain(p.citation.title or p.citation.source or "Untitled", LIMITS.field_name)
         names.append(trim(f"{i}. {label}", name_cap - len(score)) + score)
     spare = LIMITS.total - len(title) - len(intro) - sum(map(len, names))

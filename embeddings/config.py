@@ -37,6 +37,14 @@ class RetrievalParams:
     # Conditional logit, scaled so the cosine weight is 1.
     sentence_weights: tuple[float, ...] = (1.0, 1.304, 0.618, 0.102, 0.44, 0.423)
 
+    # Conversations (embeddings/answering/conversation.py), for a question with a back-reference only:
+    # the dense query is the question's vector plus this share of the earlier questions' ...
+    history_dense_weight: float = 2.0
+    # ... and a candidate near the previous answer's passage (prior 1: that passage or the next/previous one
+    # of its document; 0.6: elsewhere in that document) gains these, in fused z units and in reranker logits.
+    history_fusion_weight: float = 1.0
+    history_rerank_weight: float = 4.0
+
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> RetrievalParams:
         known = {f.name for f in fields(cls)}

@@ -76,6 +76,18 @@ class Timings:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One earlier exchange of a conversation, oldest first in a history: what was asked, what qabot
+    answered ("" when it found nothing), and where that answer came from (the documents' keys and the
+    passages' ids; the cited passage first). Follow-ups are read in the light of these."""
+
+    question: str
+    answer: str
+    doc_keys: tuple[str, ...] = ()
+    passage_ids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class Answer:
     question: str
     found: bool
@@ -83,6 +95,17 @@ class Answer:
     passages: tuple[PassageHit, ...]
     confidence: float
     timings: Timings = field(default_factory=Timings)
+    # How the question was read when the conversation changed that ("" otherwise), e.g.
+    # "when did she die? (about: what about his mom?)".
+    interpreted_as: str = ""
+
+    def as_turn(self) -> Turn:
+        """This exchange as the next question's history. Its place is the cited passage, or when nothing
+        was found the closest one: a thread stays about what it was looking at, answer or not."""
+        best = self.best_passage
+        if best is None:
+            return Turn(self.question, self.text)
+        return Turn(self.question, self.text, (best.citation.doc_key,), (best.passage_id,))
 
     @property
     def text(self) -> str:
@@ -103,6 +126,7 @@ class Answer:
             "found": self.found,
             "answer": self.text,
             "confidence": round(self.confidence, 4),
+            "interpreted_as": self.interpreted_as,
             "sentences": [asdict(s) for s in self.sentences] if self.found else [],
             "passages": [
                 {
@@ -120,3 +144,19 @@ class Answer:
             ],
             "timings_ms": asdict(self.timings),
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Answer:
+        """Back from ``to_json`` (what the Discord bot stores to show Sources later); passage offsets into
+        their documents and the per-retriever scores are not in the JSON and come back as 0."""
+        passages = tuple(
+            PassageHit(passage_id=int(p["passage_id"]), text=p["text"], score=float(p["score"]),
+                       citation=Citation(doc_key=p["doc"], title=p["title"], source=p["source"],
+                                         outlet=p.get("outlet"), published=p.get("published"),
+                                         paragraph=int(p.get("paragraph", 1))),
+                       start=0, end=0)
+            for p in data.get("passages", []))
+        sentences = tuple(AnswerSentence(**s) for s in data.get("sentences", []))
+        return cls(question=data["question"], found=bool(data["found"]), sentences=sentences, passages=passages,
+                   confidence=float(data.get("confidence", 0.0)), interpreted_as=str(data.get("interpreted_as", "")))
+

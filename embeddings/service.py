@@ -13,14 +13,15 @@ from embeddings.answering.answer import Answerer, validate_question
 from embeddings.encoders.base import Encoder
 from embeddings.encoders.factory import load_encoder
 from embeddings.ingest.pipeline import DocOutcome, Failure, Ingestor, IngestReport
-from embeddings.models import BASE_SCOPE, Answer
+from embeddings.models import BASE_SCOPE, Answer, Turn
 from embeddings.settings import Settings
+from embeddings.store.botstate import AnswerRecord, BotState
 from embeddings.store.factory import open_store, recorded_backend
 from embeddings.store.records import DocumentRow
 from embeddings.text.extract import SUPPORTED_EXTENSIONS, kind_for_path
 
-__all__ = ["SUPPORTED_EXTENSIONS", "DocOutcome", "DocumentRow", "Failure", "IngestReport", "QAService", "Stats",
-           "validate_question"]
+__all__ = ["SUPPORTED_EXTENSIONS", "AnswerRecord", "BotState", "DocOutcome", "DocumentRow", "Failure", "IngestReport",
+           "QAService", "Stats", "Turn", "validate_question"]
 
 if TYPE_CHECKING:
     from embeddings.ingest.reindex import ReindexReport
@@ -53,6 +54,7 @@ class QAService:
         self.index = open_store(settings.location, self.encoder, read_urls=settings.store_read, create=create)
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
+        self._bot_state: BotState | None = None
 
     def __enter__(self) -> QAService:
         return self
@@ -69,8 +71,12 @@ class QAService:
         """Load the model and touch every path of an answer, so the first user doesn't pay for it."""
         self.ask("qabot warm-up question")
 
-    def ask(self, question: str, *, k: int | None = None, scope: str = BASE_SCOPE) -> Answer:
-        return self.answerer.answer(question, k=k or self.settings.top_k, scope=scope)
+    def ask(self, question: str, *, k: int | None = None, scope: str = BASE_SCOPE,
+            history: Sequence[Turn] | None = None) -> Answer:
+        """Answer `question`; `history` (oldest first) are the conversation's earlier turns, e.g. a Discord
+        thread's or `qabot chat`'s: a follow-up ("why?", "when did she die?") is then read in their light and
+        `Answer.interpreted_as` says how. `Answer.as_turn()` makes an answer the next question's history."""
+        return self.answerer.answer(question, k=k or self.settings.top_k, scope=scope, history=history)
 
     def ingest(self, inputs: Sequence[str], *, scope: str = BASE_SCOPE, progress: bool | None = None,
                on_commit: Callable[[Sequence[DocOutcome]], None] | None = None) -> IngestReport:
@@ -98,7 +104,17 @@ class QAService:
                      self.index.config.dimension, self.index.disk_bytes(), self.index.location)
 
     def close(self) -> None:
+        if self._bot_state is not None:
+            self._bot_state.close()
+            self._bot_state = None
         self.index.close()
+
+    def bot_state(self) -> BotState:
+        """The Discord bot's answer records and server settings (in the index's store), opened once and
+        closed with the service."""
+        if self._bot_state is None:
+            self._bot_state = self.index.bot_state()
+        return self._bot_state
 
     # ---- feedback and uploads (the Discord bot) ---------------------------------------------------
 

@@ -134,7 +134,12 @@ def _number(env: Mapping[str, str], key: str, default: float, lo: float, kind: t
 class BotSettings:
     token: str | None = None
     answer_in_thread: bool = True
-    cooldown_seconds: float = 10.0
+    # The per-user rate limit: a token bucket of rate_limit questions refilled over rate_window_seconds
+    # (0: no limit). A follow-up in one's own answer thread costs follow_up_cost; Manage Server members are exempt.
+    rate_limit: int = 5
+    rate_window_seconds: float = 60.0
+    follow_up_cost: float = 0.5
+    notice_seconds: float = 8.0  # how long a rate-limit notice under a mention stays before deleting itself
     max_concurrent: int = 2
     guild_ready_timeout: float = 2.0
     max_upload_mb: float = 2.0  # /ingest file: attachments over this are refused before download
@@ -145,7 +150,10 @@ class BotSettings:
         return cls(
             token=(env.get("DISCORD_TOKEN") or "").strip() or None,
             answer_in_thread=_bool(env, "QABOT_ANSWER_IN_THREAD", True),
-            cooldown_seconds=_number(env, "QABOT_COOLDOWN_SECONDS", 10.0, 0.0),
+            rate_limit=int(_number(env, "QABOT_RATE_LIMIT", 5, 0, int)),
+            rate_window_seconds=_number(env, "QABOT_RATE_WINDOW_SECONDS", 60.0, 1.0),
+            follow_up_cost=_number(env, "QABOT_FOLLOW_UP_COST", 0.5, 0.0),
+            notice_seconds=_number(env, "QABOT_NOTICE_SECONDS", 8.0, 0.0),
             max_concurrent=int(_number(env, "QABOT_MAX_CONCURRENT", 2, 1, int)),
             guild_ready_timeout=_number(env, "QABOT_GUILD_READY_TIMEOUT", 2.0, 0.0),
             max_upload_mb=_number(env, "QABOT_MAX_UPLOAD_MB", 2.0, 0.001),

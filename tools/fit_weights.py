@@ -28,7 +28,7 @@ from embeddings.config import RetrievalParams
 from embeddings.encoders.factory import load_encoder
 from embeddings.evaluation.datasets import abstention_sets, default_eval_root, load_dataset
 from embeddings.evaluation.metrics import normalize_answer
-from embeddings.evaluation.runner import build_index, default_cache_root
+from embeddings.evaluation.runner import build_index, default_cache_root, eval_passage_ids
 
 
 def fit_conditional_logit(groups: list[tuple[np.ndarray, np.ndarray]], w0: np.ndarray, steps: int = 400,
@@ -79,7 +79,7 @@ def main() -> None:
     index = build_index(ds, encoder, args.cache)
     answerer = Answerer(index, encoder, replace(RetrievalParams(), rerank_weights=()))
     ids, _ = index.store.passage_ids_and_scopes()
-    eval_id = {pid: r.doc.source.removeprefix("eval:") for pid, r in index.passages(ids.tolist()).items()}
+    eval_id = eval_passage_ids(ds, index.passages(ids.tolist()))
     qvecs = encoder.encode([q.question for q in qs])
 
     # 1. reranker

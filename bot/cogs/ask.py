@@ -1,22 +1,32 @@
-"""Answering questions on Discord: /ask, mentions, DMs and follow-ups in the bot's answer threads."""
+"""Answering questions on Discord: /ask, mentions, DMs, follow-ups in the bot's answer threads and replies to
+its answers.
+
+What the bot shows lives in the index's store (QAService.bot_state), not in this process: every answer is
+recorded under its bot message id (question, answer, the passages shown, scope, conversation), so the
+buttons under it (dynamic items, matched by custom_id) work forever and after restarts, an answer thread is
+recognised after a restart, and a follow-up is answered with the earlier turns of its thread or reply chain."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.failures import SOMETHING_BROKE, report, tell
+from bot.ratelimit import TokenBucket
 from bot.render import render_answer, render_sources, to_embed, trim
 from bot.sync import owner_command
 from embeddings.errors import QabotError, user_message
-from embeddings.models import Answer, guild_scope
-from embeddings.service import QAService
+from embeddings.models import Answer, Turn, guild_scope
+from embeddings.service import AnswerRecord, QAService
 from embeddings.settings import BotSettings
 
 if TYPE_CHECKING:
@@ -25,55 +35,67 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 THREAD_NAME_MAX = 100
+HISTORY_TURNS = 5  # earlier turns of a conversation handed to the answerer
 EMPTY_QUESTION = "Ask me a question about the articles, e.g. `@qabot why did Egypt cut ties with Iran?`"
+FORGOTTEN = "I no longer have the record of this answer; please ask the question again."
 
 
-def cooldown_notice(retry_after: float) -> str:
-    return f"Please wait {max(1, round(retry_after))} s before asking another question."
+def rate_notice(retry_after: float) -> str:
+    """When the asker may ask again, as a Discord timestamp (shown in their own time zone, counting down)."""
+    when = int(time.time() + max(1.0, retry_after))
+    return f"You've asked a lot of questions in a short time; you can ask again <t:{when}:R>."
 
 
-class SourcesView(discord.ui.View):
-    """Under an answer: "Sources" (the closest passages, privately, to whoever clicks) and thumbs up /
-    down (stored via QAService.record_feedback; a second vote by the same user replaces the first)."""
+# ---- the buttons under an answer ---------------------------------------------------------------------
 
-    def __init__(self, answer: Answer, service: QAService | None = None, timeout: float = 900.0) -> None:
-        super().__init__(timeout=timeout)
-        self.answer = answer
-        self.service = service
-        if service is None:  # nothing to store votes in: Sources only
-            self.remove_item(self.vote_up)
-            self.remove_item(self.vote_down)
+ACTIONS = ("sources", "vote:up", "vote:down")
 
-    @discord.ui.button(label="Sources", style=discord.ButtonStyle.secondary, custom_id="qabot:sources")
-    async def sources(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await interaction.response.send_message(embed=to_embed(render_sources(self.answer)), ephemeral=True)
 
-    @discord.ui.button(emoji="\N{THUMBS UP SIGN}", style=discord.ButtonStyle.secondary, custom_id="qabot:vote:up")
-    async def vote_up(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._vote(interaction, 1)
+class AnswerButton(discord.ui.DynamicItem[discord.ui.Button], template=r"qabot:(?P<action>sources|vote:up|vote:down)"):
+    """Sources (the closest passages, privately, to whoever clicks) and thumbs up / down. Matched by
+    custom_id, so a click is handled by any bot process at any time; what to show comes from the answer
+    record stored under the message id (the custom_ids are those of the earlier, in-memory view)."""
 
-    @discord.ui.button(emoji="\N{THUMBS DOWN SIGN}", style=discord.ButtonStyle.secondary,
-                       custom_id="qabot:vote:down")
-    async def vote_down(self, interaction: discord.Interaction, button: discord.ui.Button) -> None:
-        await self._vote(interaction, -1)
+    def __init__(self, action: str, *, style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+                 label: str | None = None) -> None:
+        emoji = {"vote:up": "\N{THUMBS UP SIGN}", "vote:down": "\N{THUMBS DOWN SIGN}"}.get(action)
+        if action == "sources":
+            label = "Sources"
+        super().__init__(discord.ui.Button(style=style, label=label, emoji=emoji, custom_id=f"qabot:{action}"))
+        self.action = action
 
-    async def _vote(self, interaction: discord.Interaction, vote: int) -> None:
-        assert self.service is not None
-        key = str(interaction.message.id if interaction.message is not None else interaction.id)
-        try:
-            replaced = await asyncio.to_thread(
-                self.service.record_feedback, answer_key=key, user_id=interaction.user.id, answer=self.answer,
-                vote=vote, scope=guild_scope(interaction.guild_id))
-        except Exception as exc:  # noqa: BLE001 - the reader gets a message either way
-            log.exception("storing feedback failed")
-            await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,  # type: ignore[override]
+                             match: re.Match[str]) -> AnswerButton:
+        return cls(match["action"], style=item.style, label=item.label if match["action"] != "sources" else None)
+
+    async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
+        cog = cast("AskCog | None", interaction.client.get_cog("AskCog"))  # type: ignore[attr-defined]
+        if cog is None:
             return
-        await interaction.response.send_message(feedback_thanks(vote, replaced), ephemeral=True)
+        await cog.on_button(interaction, self.action)
+
+
+def answer_view(answer: Answer, with_votes: bool = True) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(AnswerButton("sources"))
+    if with_votes:
+        view.add_item(AnswerButton("vote:up"))
+        view.add_item(AnswerButton("vote:down"))
+    return view
 
 
 def feedback_thanks(vote: int, replaced: bool) -> str:
     thumb = "\N{THUMBS UP SIGN}" if vote > 0 else "\N{THUMBS DOWN SIGN}"
     return f"Thanks, your vote is now {thumb}." if replaced else f"Thanks for the {thumb}, it helps improve qabot."
+
+
+@dataclass(frozen=True)
+class Route:
+    """Why a message is for the bot, and which conversation it continues (None: a new one)."""
+
+    conversation: str | None
+    parent: AnswerRecord | None = None  # the answer a reply answers to
 
 
 class AskCog(commands.Cog):
@@ -82,17 +104,29 @@ class AskCog(commands.Cog):
         self.service = service
         self.settings = settings
         self._slots = asyncio.Semaphore(settings.max_concurrent)
-        self._last_ask: dict[int, float] = {}
-        self.answer_threads: set[int] = set()  # threads the bot created for an answer
+        self.bucket = TokenBucket(settings.rate_limit, settings.rate_window_seconds)
+
+    async def cog_load(self) -> None:
+        self.bot.add_dynamic_items(AnswerButton)
+
+    async def cog_unload(self) -> None:
+        self.bot.remove_dynamic_items(AnswerButton)
 
     # ---- core ------------------------------------------------------------------------------------
 
-    async def answer(self, question: str, guild_id: int | None) -> Answer | str:
+    async def _state(self, method: str, *args: Any) -> Any:
+        """A bot-state call in a worker thread (SQLite / PostgreSQL I/O never blocks the gateway)."""
+        state = self.service.bot_state()
+        return await asyncio.to_thread(getattr(state, method), *args)
+
+    async def answer(self, question: str, guild_id: int | None, history: list[Turn] | None = None) -> Answer | str:
         """The Answer, or the user-facing text of why there is none. Encoding runs in a worker thread,
         at most ``max_concurrent`` at once, so the gateway heartbeat is never blocked."""
         scope = guild_scope(guild_id)
         try:
             async with self._slots:
+                if history:
+                    return await asyncio.to_thread(self.service.ask, question, scope=scope, history=history)
                 return await asyncio.to_thread(self.service.ask, question, scope=scope)
         except QabotError as exc:
             return user_message(exc)
@@ -100,55 +134,148 @@ class AskCog(commands.Cog):
             log.exception("answering %r failed", question)
             return user_message(exc)
 
-    def retry_after(self, user_id: int) -> float:
-        """Seconds this user must still wait (0: may ask now, and the clock restarts)."""
-        now = time.monotonic()
-        last = self._last_ask.get(user_id)
-        if last is not None and now - last < self.settings.cooldown_seconds:
-            return self.settings.cooldown_seconds - (now - last)
-        self._last_ask[user_id] = now
-        return 0.0
+    async def records(self, conversation: str | None) -> list[AnswerRecord]:
+        """The last answers of a conversation, oldest first ([] for a new one)."""
+        if conversation is None:
+            return []
+        return cast("list[AnswerRecord]", await self._state("conversation", conversation, HISTORY_TURNS))
+
+    @staticmethod
+    def turns(records: list[AnswerRecord]) -> list[Turn]:
+        turns = []
+        for r in records:
+            try:
+                shown = json.loads(r.answer_json).get("passages", [])
+            except ValueError:
+                shown = []
+            turns.append(Turn(question=r.question, answer=r.answer,
+                              doc_keys=tuple(dict.fromkeys(p["doc"] for p in shown)),
+                              passage_ids=tuple(int(p["passage_id"]) for p in shown)))
+        return turns
+
+    def manages(self, message: discord.Message) -> bool:
+        """Manage Server (or Administrator) in the message's channel: exempt from the rate limit."""
+        author = message.author
+        if message.guild is None or not isinstance(author, discord.Member):
+            return False
+        channel = message.channel
+        perms = channel.permissions_for(author) if hasattr(channel, "permissions_for") else author.guild_permissions
+        return perms.manage_guild or perms.administrator
+
+    async def rate_limited(self, message: discord.Message, wait: float) -> None:
+        """Tell only the asker, briefly: an hourglass on their message, and a reply that deletes itself."""
+        try:
+            await message.add_reaction("\N{HOURGLASS WITH FLOWING SAND}")
+        except discord.HTTPException:
+            pass
+        notice = await message.reply(rate_notice(wait), mention_author=False)
+        if self.settings.notice_seconds:
+            await notice.delete(delay=self.settings.notice_seconds)
+
+    async def remember(self, sent: discord.Message, result: Answer | str, *, conversation: str | None,
+                       asker_id: int, guild_id: int | None) -> None:
+        """Store the record of an answer just shown in ``sent`` (its buttons and follow-ups need it)."""
+        if not isinstance(result, Answer):
+            return
+        record = AnswerRecord(
+            message_id=sent.id, channel_id=sent.channel.id, guild_id=guild_id,
+            conversation=conversation or f"reply:{sent.id}", asker_id=asker_id, scope=guild_scope(guild_id),
+            question=result.question, answer=result.text, answer_json=json.dumps(result.to_json()))
+        try:
+            await self._state("save_answer", record)
+        except Exception:  # noqa: BLE001 - the answer is out; only its buttons will say they forgot it
+            log.exception("storing the answer record failed")
+
+    def retry_after(self, user_id: int, *, cost: float = 1.0, exempt: bool = False) -> float:
+        """Seconds this user must wait before this question (0: ask now; the question is paid for)."""
+        if exempt:
+            return 0.0
+        return self.bucket.take(user_id, time.monotonic(), cost)
 
     def _payload(self, result: Answer | str) -> dict[str, Any]:
         if isinstance(result, str):
             return {"content": trim(result, 2000)}
         payload: dict[str, Any] = {"embed": to_embed(render_answer(result))}
         if result.passages:
-            payload["view"] = SourcesView(result, self.service)
+            payload["view"] = answer_view(result)
         return payload
+
+    # ---- buttons ---------------------------------------------------------------------------------
+
+    async def on_button(self, interaction: discord.Interaction, action: str) -> None:
+        try:
+            await self._on_button(interaction, action)
+        except Exception as exc:  # noqa: BLE001 - dynamic items swallow errors: the clicker must hear of it
+            await report(interaction, exc, f"the {action} button")
+
+    async def _on_button(self, interaction: discord.Interaction, action: str) -> None:
+        message = interaction.message
+        record = await self._state("answer", message.id) if message is not None else None
+        if record is None:
+            await tell(interaction, FORGOTTEN)
+            return
+        answer = Answer.from_json(json.loads(record.answer_json))
+        if action == "sources":
+            await interaction.response.send_message(embed=to_embed(render_sources(answer)), ephemeral=True)
+            return
+        vote = 1 if action == "vote:up" else -1
+        replaced = await asyncio.to_thread(
+            self.service.record_feedback, answer_key=str(record.message_id), user_id=interaction.user.id,
+            answer=answer, vote=vote, scope=record.scope)
+        await interaction.response.send_message(feedback_thanks(vote, replaced), ephemeral=True)
 
     # ---- /ask ------------------------------------------------------------------------------------
 
     @app_commands.command(name="ask", description="Ask a question about the articles")
-    @app_commands.describe(question="What do you want to know?")
-    async def ask(self, interaction: discord.Interaction, question: str) -> None:
+    @app_commands.describe(question="What do you want to know?", private="Only you see the answer")
+    async def ask(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
         try:
             # Checked before the defer: only a first response can be private, and a typo should neither be
-            # answered in public nor cost the user their cooldown.
+            # answered in public nor count against the rate limit.
             QAService.validate_question(question)
         except QabotError as exc:
             await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
             return
-        wait = self.retry_after(interaction.user.id)
+        exempt = interaction.guild_id is not None and interaction.permissions.manage_guild
+        wait = self.retry_after(interaction.user.id, exempt=exempt)
         if wait:
-            await interaction.response.send_message(cooldown_notice(wait), ephemeral=True)
+            await interaction.response.send_message(rate_notice(wait), ephemeral=True)
             return
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         result = await self.answer(question, interaction.guild_id)
         if isinstance(result, str):
-            await interaction.followup.send(trim(result, 2000), ephemeral=True)
-        else:
-            await interaction.followup.send(**self._payload(result))
+            await tell(interaction, result)
+            return
+        sent = await interaction.followup.send(**self._payload(result), wait=True, ephemeral=private)
+        await self.remember(sent, result, conversation=None, asker_id=interaction.user.id,
+                            guild_id=interaction.guild_id)
 
     # ---- messages --------------------------------------------------------------------------------
 
-    def _addressed(self, message: discord.Message) -> bool:
+    async def route(self, message: discord.Message) -> Route | None:
+        """None when the message is not for the bot. Otherwise which conversation it continues: an answer
+        thread (the bot owns it, or an answer is recorded in it), or the chain of a bot answer it replies to."""
         me = self.bot.user
+        channel = message.channel
+        ref = message.reference
+        if ref is not None and ref.message_id is not None and me is not None:
+            resolved = ref.resolved
+            if not isinstance(resolved, discord.Message) or resolved.author.id == me.id:
+                parent: AnswerRecord | None = await self._state("answer", ref.message_id)
+                if parent is not None:
+                    return Route(parent.conversation, parent)
+        if isinstance(channel, discord.Thread):
+            if me is not None and channel.owner_id == me.id:
+                return Route(f"thread:{channel.id}")
+        elif isinstance(channel, discord.PartialMessageable) and message.guild is not None:
+            # A thread this process has not seen (not in its cache): the store knows if it is an answer thread.
+            if await self._state("conversation", f"thread:{channel.id}", 1):
+                return Route(f"thread:{channel.id}")
         if message.guild is None:
-            return True
-        if message.channel.id in self.answer_threads:
-            return True
-        return me is not None and any(u.id == me.id for u in message.mentions)
+            return Route(None)
+        if me is not None and any(u.id == me.id for u in message.mentions):
+            return Route(None)
+        return None
 
     def _question(self, message: discord.Message) -> str:
         text = message.content
@@ -159,7 +286,20 @@ class AskCog(commands.Cog):
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or not self._addressed(message):
+        if message.author.bot:
+            return
+        try:
+            await self.on_question(message)
+        except Exception:  # noqa: BLE001 - the asker hears of it once, in reply, instead of silence
+            log.exception("answering message %s failed", message.id)
+            try:
+                await message.reply(SOMETHING_BROKE, mention_author=False)
+            except discord.HTTPException:
+                pass
+
+    async def on_question(self, message: discord.Message) -> None:
+        route = await self.route(message)
+        if route is None:
             return
         question = self._question(message)
         if not question:
@@ -167,26 +307,33 @@ class AskCog(commands.Cog):
             return
         if await owner_command(self.bot, message, question):
             return
-        wait = self.retry_after(message.author.id)
+        conversation = route.conversation
+        guild_id = message.guild.id if message.guild else None
+        records = await self.records(conversation)
+        own = conversation is not None and conversation.startswith("thread:") and any(
+            r.asker_id == message.author.id for r in records)
+        wait = self.retry_after(message.author.id, cost=self.settings.follow_up_cost if own else 1.0,
+                                exempt=self.manages(message))
         if wait:
-            await message.reply(cooldown_notice(wait), mention_author=False)
+            await self.rate_limited(message, wait)
             return
         target: discord.abc.Messageable = message.channel
         in_new_thread = False
-        if self.settings.answer_in_thread and isinstance(message.channel, discord.TextChannel):
+        if conversation is None and self.settings.answer_in_thread and isinstance(message.channel, discord.TextChannel):
             try:
                 thread = await message.create_thread(name=trim(question, THREAD_NAME_MAX))
             except discord.HTTPException as exc:  # no permission, or threads unavailable: reply inline
                 log.warning("could not create a thread: %s", exc)
             else:
-                self.answer_threads.add(thread.id)
-                target, in_new_thread = thread, True
+                target, in_new_thread, conversation = thread, True, f"thread:{thread.id}"
+        turns = self.turns(records) if conversation == route.conversation else []
         async with target.typing():
-            result = await self.answer(question, message.guild.id if message.guild else None)
+            result = await self.answer(question, guild_id, turns)
         if in_new_thread:
-            await target.send(**self._payload(result))
+            sent = await target.send(**self._payload(result))
         else:
-            await message.reply(**self._payload(result), mention_author=False)
+            sent = await message.reply(**self._payload(result), mention_author=False)
+        await self.remember(sent, result, conversation=conversation, asker_id=message.author.id, guild_id=guild_id)
 
 
 async def setup(bot: QABot) -> None:

@@ -6,17 +6,18 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import numpy as np
 
+from embeddings.answering.conversation import Reading, read_in_context
 from embeddings.answering.retrieval import Candidate, Retriever, zscore
 from embeddings.config import RetrievalParams
 from embeddings.encoders.base import Encoder
 from embeddings.errors import BadQuestion
-from embeddings.models import BASE_SCOPE, Answer, AnswerSentence, Citation, PassageHit, Timings
+from embeddings.models import BASE_SCOPE, Answer, AnswerSentence, Citation, PassageHit, Timings, Turn
 from embeddings.store.base import IndexBackend
 from embeddings.store.records import PassageRow
 from embeddings.text.terms import tokenize
@@ -155,6 +156,40 @@ class Answerer:
         self._rows: _PassageLRU[PassageRow] = _PassageLRU(sentence_cache)
         self._vectors: _PassageLRU[np.ndarray] = _PassageLRU(sentence_cache)
         self._terms: _PassageLRU[_SentenceTerms] = _PassageLRU(sentence_cache)
+        # Recent questions' vectors, so a follow-up blends in its predecessors' meaning without encoding
+        # them again (the previous question of a thread was encoded moments ago).
+        self._qvecs: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._qvec_lock = threading.Lock()
+        self.question_cache = 512
+
+    def _encode_questions(self, texts: list[str]) -> list[np.ndarray]:
+        """Question vectors, the recently asked from memory and the rest in one encode call."""
+        with self._qvec_lock:
+            have = {t: self._qvecs[t] for t in texts if t in self._qvecs}
+        todo = list(dict.fromkeys(t for t in texts if t not in have))
+        if todo:
+            fresh = dict(zip(todo, self.encoder.encode(todo), strict=True))
+            with self._qvec_lock:
+                self._qvecs.update(fresh)
+                while len(self._qvecs) > self.question_cache:
+                    self._qvecs.popitem(last=False)
+            have.update(fresh)
+        return [have[t] for t in texts]
+
+    def _prior(self, reading: Reading) -> dict[int, float]:
+        """Passages near the previous answer's: 1.0 for it and its neighbours in its document, 0.6 for the
+        document's other passages within three of it (ids of one document are consecutive)."""
+        if not reading.prior_passages:
+            return {}
+        anchors = self._passages(list(reading.prior_passages))
+        around = sorted({pid + d for pid in anchors for d in range(-3, 4)})
+        rows = self._passages(around)
+        out: dict[int, float] = {}
+        for pid, row in rows.items():
+            for a in anchors.values():
+                if row.doc_id == a.doc_id:
+                    out[pid] = max(out.get(pid, 0.0), 1.0 if abs(row.ordinal - a.ordinal) <= 1 else 0.6)
+        return out
 
     def _passages(self, ids: list[int]) -> dict[int, PassageRow]:
         """Rows of these passages (absent: removed meanwhile), from the cache, then the store."""
@@ -200,22 +235,45 @@ class Answerer:
             out.update(fresh)
         return out
 
-    def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE) -> Answer:
+    def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE,
+               history: Sequence[Turn] | None = None) -> Answer:
         t0 = time.perf_counter()
         q = validate_question(question)
         self.index.refresh()
-        qvec = self.encoder.encode([q])[0]
+        reading = read_in_context(q, history)
+        vecs = self._encode_questions([q, *reading.context])
+        qvec = vecs[0]
+        search_vec = qvec
+        if reading.context and self.params.history_dense_weight > 0:
+            # The follow-up's own meaning plus a share of its predecessors' (the most recent counts most).
+            ctx = sum(v * 0.5 ** i for i, v in enumerate(vecs[1:]))
+            blend = qvec + self.params.history_dense_weight * ctx / np.linalg.norm(ctx)
+            search_vec = (blend / np.linalg.norm(blend)).astype(np.float32)
         t1 = time.perf_counter()
         depth = max(k, self.params.answer_passages, self.params.rerank_depth if self.params.rerank_weights else 0)
-        cands = self.retriever.search(q, qvec, depth, scope=scope)
+        prior = self._prior(reading)
+        cands = self.retriever.search(reading.search_text, search_vec, depth, scope=scope, prior=prior)
         rows = self._passages([c.passage_id for c in cands])
         cands = [c for c in cands if c.passage_id in rows]  # a concurrent rm may have removed some
+        if reading.prior_docs:
+            docs = set(reading.prior_docs)
+            cands = [replace(c, prior=max(c.prior, 0.6)) if rows[c.passage_id].doc.doc_key in docs else c
+                     for c in cands]
         memo: SentenceMemo = {}
         if self.params.rerank_weights and len(cands) > 1:
             cands = self.rerank(q, qvec, cands, rows, memo=memo)
         t2 = time.perf_counter()
         hits = tuple(_hit(rows[c.passage_id], c) for c in cands[:k])
         best, confidence = self._best_sentence(q, qvec, cands[: self.params.answer_passages], rows, memo=memo)
+        if best is not None and reading.context:
+            # "when did that happen?" shares little with any sentence: judge the answer against the question
+            # as read in its conversation (the blended vector, the borrowed words) when that says more.
+            row = rows[best.passage_id]
+            vec = self._sentence_vectors([row])[row.id][row.sentences.index((best.start, best.end))]
+            terms = set(tokenize([reading.search_text])[0]) - QUESTION_WORDS
+            own = set(tokenize([row.text[best.start:best.end]])[0])
+            read = self.confidence(float(vec @ search_vec), cands[0].dense, len(terms & own) / max(len(terms), 1))
+            confidence = max(confidence, read)
         found = best is not None and confidence >= self.params.answer_threshold
         sentences: tuple[AnswerSentence, ...] = ()
         if found and best is not None:
@@ -229,7 +287,8 @@ class Answerer:
         t3 = time.perf_counter()
         timings = Timings(encode_ms=(t1 - t0) * 1e3, search_ms=(t2 - t1) * 1e3, answer_ms=(t3 - t2) * 1e3,
                           total_ms=(t3 - t0) * 1e3)
-        return Answer(q, found, sentences, hits, confidence, timings)
+        return Answer(q, found, sentences, hits, confidence, timings,
+                      interpreted_as=reading.interpreted_as if reading.uses_history else "")
 
     def rerank_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
                         rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> np.ndarray:
@@ -253,6 +312,7 @@ class Answerer:
                rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> list[Candidate]:
         weights = np.asarray(self.params.rerank_weights, dtype=np.float32)
         scores = self.rerank_features(question, qvec, cands, rows, memo=memo) @ weights
+        scores = scores + self.params.history_rerank_weight * np.array([c.prior for c in cands], dtype=np.float32)
         order = np.argsort(-scores, kind="stable")
         return [replace(cands[i], score=float(scores[i])) for i in order]
 

@@ -55,6 +55,10 @@ class EvalQuestion:
     answer_contains_all: bool = False
     # Article of the gold passage(s) when they all share one; None otherwise (seed, unanswerable, multi-doc).
     doc_id: str | None = None
+    # Conversational sets (questions_conv.jsonl): the questions asked just before this one, oldest first, with
+    # the set's own (gold) answers to them, and the set's label for whether this one leans on them.
+    history: tuple[tuple[str, str], ...] = ()
+    depends_on_history: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -169,6 +173,10 @@ def _load_questions(path: Path, passages: tuple[EvalPassage, ...]) -> tuple[Eval
         if missing:
             raise ValueError(f"{where}: gold passage ids not in the passages file: {missing}")
         docs = {doc_of[g] for g in gold}
+        history = _history(obj, where)
+        depends = obj.get("depends_on_history")
+        if depends is not None and not isinstance(depends, bool):
+            raise ValueError(f"{where}: field 'depends_on_history' must be true or false, got {depends!r}")
         if qid in seen:
             raise ValueError(f"{where}: duplicate question id {qid!r}")
         seen.add(qid)
@@ -181,11 +189,21 @@ def _load_questions(path: Path, passages: tuple[EvalPassage, ...]) -> tuple[Eval
                 answerable=answerable,
                 answer_contains_all=False,  # SQuAD lists alternatives: any one of them is a hit
                 doc_id=next(iter(docs)) if len(docs) == 1 else None,
+                history=history,
+                depends_on_history=depends,
             )
         )
     if not questions:
         raise ValueError(f"{path}: no questions")
     return tuple(questions)
+
+
+def _history(obj: dict[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    """`history: [{"question", "answer"}, ...]` (coqa_conv's questions_conv.jsonl), oldest first."""
+    turns = obj.get("history", [])
+    if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        raise ValueError(f"{where}: field 'history' must be a list of objects, got {turns!r}")
+    return tuple((_str(t, "question", where), _str(t, "answer", where, allow_empty=True)) for t in turns)
 
 
 def _load_seed_questions(path: Path) -> tuple[EvalQuestion, ...]:
@@ -283,7 +301,8 @@ def load_dataset(path: str | Path, split: str = "all") -> EvalDataset:
         raise FileNotFoundError(f"evaluation directory not found: {d}")
     if not d.is_dir():
         raise NotADirectoryError(f"evaluation path is not a directory: {d}")
-    q_path = _find(d, "questions")
+    # A conversational set keeps its rows with their history in questions_conv.jsonl: read those when present.
+    q_path = _find(d, "questions_conv") or _find(d, "questions")
     if q_path is None:
         raise FileNotFoundError(f"{d}: no questions.jsonl or questions.jsonl.gz")
     kind = detect_kind(d)
@@ -312,6 +331,8 @@ def load_dataset(path: str | Path, split: str = "all") -> EvalDataset:
         rule = (
             f"{split}: all {len(questions)} questions ({what}); retrieval over all {len(passages)} passages"
         )
+    if any(q.history for q in questions):
+        rule += f"; conversational ({q_path.name})"
     if not questions:
         raise ValueError(f"{d}: split {split!r} selects no questions")
     return EvalDataset(name=d.name, passages=passages, questions=questions, split_rule=rule)

@@ -22,6 +22,7 @@ from embeddings.errors import IndexMismatch
 
 if TYPE_CHECKING:
     from embeddings.encoders.base import Encoder
+    from embeddings.store.botstate import BotState
     from embeddings.store.feedback import Feedback
     from embeddings.store.records import DocumentRow, NewDocument, PassageRow, PassageVectors
 
@@ -127,6 +128,10 @@ class IndexBackend(Protocol):
     def save_config(self, config: IndexConfig) -> None: ...
     def feedback(self) -> Feedback:
         """Readers' votes, stored with the index; the caller closes it."""
+        ...
+
+    def bot_state(self) -> BotState:
+        """The Discord bot's answer records and server settings, stored with the index; the caller closes it."""
         ...
 
     def close(self) -> None: ...

@@ -53,7 +53,7 @@ HTML_ARTICLE = """<html><head><title>Pelican census results</title></head><body>
 
 
 def settings(**kw: Any) -> BotSettings:
-    base = {"token": "fake-token", "cooldown_seconds": 0.0, "guild_ready_timeout": 0.05}
+    base = {"token": "fake-token", "rate_limit": 0, "guild_ready_timeout": 0.05}
     return BotSettings(**{**base, **kw})
 
 

@@ -187,9 +187,10 @@ def test_found_answer_layout() -> None:
     embed = render_answer(answer_for(PASSAGE, start, end))
     assert_within_limits(embed)
     assert embed["title"] == "Why did Egypt cut ties?"
-    bold, _, passage = embed["description"].partition("\n\n")
-    assert bold == f"**{PASSAGE[start:end]}**"
-    assert f"__{PASSAGE[start:end]}__" in passage.replace("\\'", "'")
+    passage = embed["description"]
+    # The answer sentence is shown once: bold, inside its passage (not bold above and underlined again).
+    assert passage.replace("\\'", "'").count(PASSAGE[start:end]) == 1
+    assert f"**{PASSAGE[start:end]}**" in passage.replace("\\'", "'") and "__" not in passage
     assert passage.startswith("Egypt has long") and passage.endswith("since.")
     source = embed["fields"][0]
     assert source["name"] == "Source"
@@ -197,15 +198,14 @@ def test_found_answer_layout() -> None:
         source["value"]
         == "[Egypt cuts ties](https://news.example/egypt) · Example News · 2024-03-01 · paragraph 3"
     )
-    assert embed["footer"]["text"].startswith("Medium confidence (0.70)")
+    assert embed["footer"]["text"] == "Medium confidence"  # a plain label, no "0.70"
 
 
 def test_offsets_mark_the_answer_sentence_not_a_duplicate() -> None:
     passage = "It rained. It rained. The dam broke at noon. It rained."
     start = passage.index("It rained.", 5)  # the second occurrence
     embed = render_answer(answer_for(passage, start, start + len("It rained.")))
-    body = embed["description"].split("\n\n", 1)[1]
-    assert body == "It rained. __It rained.__ The dam broke at noon. It rained."
+    assert embed["description"] == "It rained. **It rained.** The dam broke at noon. It rained."
 
 
 def test_long_passage_is_windowed_around_the_sentence() -> None:
@@ -214,9 +214,9 @@ def test_long_passage_is_windowed_around_the_sentence() -> None:
     start = passage.index(sentence)
     embed = render_answer(answer_for(passage, start, start + len(sentence)))
     assert_within_limits(embed)
-    body = embed["description"].split("\n\n", 1)[1]
+    body = embed["description"]
     assert body.startswith(ELLIPSIS) and body.endswith(ELLIPSIS)
-    assert f"__{sentence}__" in body
+    assert f"**{sentence}**" in body
     assert len(body) < 1200
 
 
@@ -224,7 +224,7 @@ def test_sentence_longer_than_budget_is_trimmed_but_marked() -> None:
     passage = "word " * 3000
     embed = render_answer(answer_for(passage, 0, len(passage)))
     assert_within_limits(embed)
-    assert "__" in embed["description"]
+    assert embed["description"].startswith("**") and embed["description"].count("**") == 2
 
 
 def test_not_found() -> None:
@@ -240,7 +240,7 @@ def test_citation_without_url_and_confidence_labels() -> None:
     )
     embed = render_answer(answer_for(PASSAGE, 0, 10, cit=cit, confidence=0.5, extra=2))
     assert embed["fields"][0]["value"] == r"Local \*report\* · paragraph 2"
-    assert embed["footer"]["text"] == "Low confidence (0.50) · 2 more passages"
+    assert embed["footer"]["text"] == "Low confidence · 2 more passages under Sources"
     # Confidence is a probability that the answer is in the articles; answers start at 0.5.
     assert [confidence_label(c) for c in (0.9, 0.85, 0.7, 0.65, 0.5)] == [
         "High",
@@ -333,9 +333,9 @@ def test_sources_listing() -> None:
     embed = render_sources(answer, n=3)
     assert_within_limits(embed)
     assert [f["name"] for f in embed["fields"]] == [
-        "1. Egypt cuts ties (0.81)",
-        "2. Egypt cuts ties (0.50)",
-        "3. Egypt cuts ties (0.50)",
+        "1. Egypt cuts ties · the answer's source",  # ranks and a plain label, no raw scores
+        "2. Egypt cuts ties",
+        "3. Egypt cuts ties",
     ]
     assert "[Egypt cuts ties](https://news.example/egypt)" in embed["fields"][0]["value"]
     assert embed["title"].startswith("Closest passages")
@@ -381,3 +381,13 @@ def test_excerpt_budget_and_inertness(text: str, data: st.DataObject, budget: in
     out = excerpt(text, merged, budget, window=window)
     assert len(out) <= budget
     assert not RAW_MENTION.search(out)
+
+
+def test_answer_from_two_passages_is_shown_once_without_excerpt() -> None:
+    answer = answer_for(PASSAGE, 0, 10, extra=1)
+    other = answer.passages[1]
+    second = AnswerSentence(text=other.text, passage_id=other.passage_id, start=0, end=len(other.text), score=0.8)
+    two = Answer(answer.question, True, (*answer.sentences, second), answer.passages, 0.9)
+    embed = render_answer(two)
+    assert embed["description"] == f"**{escape_markdown(' '.join(two.text.split()))}**"
+    assert embed["footer"]["text"] == "High confidence · 1 more passage under Sources"

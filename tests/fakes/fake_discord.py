@@ -913,7 +913,14 @@ class FakeDiscord:
         return guild
 
     def _guild_for_client(self, guild: dict[str, Any]) -> dict[str, Any]:
-        """Without the GUILD_MEMBERS intent GUILD_CREATE only carries the bot's own member."""
+        """GUILD_CREATE as the client gets it: with the guild's active (unarchived) threads, as Discord sends
+        them after every (re)connect; without the GUILD_MEMBERS intent, only the bot's own member."""
+        threads = [
+            t for t in self.channels.values()
+            if t.get("type") in (10, 11, 12) and t.get("guild_id") == guild["id"]
+            and not t.get("thread_metadata", {}).get("archived")
+        ]
+        guild = {**guild, "threads": threads}
         if (self.intents or 0) & INTENT_GUILD_MEMBERS:
             return guild
         return {**guild, "members": [m for m in guild["members"] if int(m["user"]["id"]) == self.bot_id]}
@@ -1726,6 +1733,8 @@ class FakeDiscord:
     async def _delete_webhook_message(self, request: web.Request) -> web.Response:
         it, msg = self._webhook_message(request)
         self.messages.pop(int(msg["id"]), None)
+        if it.original_id == int(msg["id"]):
+            it.loading = False  # the "thinking" message is gone: a later followup is a new message
         return _no_content()
 
     # ---- REST: application commands ----------------------------------------------------------

@@ -228,3 +228,51 @@ def test_documents_listing_by_scope(svc, tmp_path):
     assert [d.title for d in svc.documents(guild_scope(7))] == ["Harbour Council Approves New Ferry Route"]
     assert svc.documents(guild_scope(7))[0].passages >= 1
     assert svc.index.store.document_by_source(guild_scope(7), str((tmp_path / "ferry.txt").resolve())) is not None
+
+
+def test_bot_state_outlives_the_service_and_is_shared(settings):
+    """Answer records and server settings survive a restart (a new QAService on the same store) and are
+    seen by a second process at once (two services open together)."""
+    import json
+
+    from embeddings.models import Answer
+    from embeddings.service import AnswerRecord
+
+    first = QAService(settings, encoder=HashingEncoder(256))
+    second = QAService(settings, encoder=HashingEncoder(256))
+    try:
+        first.ingest([str(SEEDS)], progress=False)
+        answer = first.ask("why did Egypt cut ties with Iran?")
+        big = 1_234_567_890_123_456_789  # snowflakes need 64 bits
+        for i, q in enumerate(("first question", "second question", "third question")):
+            first.bot_state().save_answer(AnswerRecord(
+                message_id=big + i, channel_id=big - 1, guild_id=None if i == 2 else 7, conversation="thread:9",
+                asker_id=42, scope="guild:7", question=q, answer=f"answer {i}",
+                answer_json=json.dumps(answer.to_json())))
+        first.bot_state().save_answer(AnswerRecord(big + 10, 5, 7, "reply:1", 42, "", "other", "", "{}"))
+        first.bot_state().set_guild_settings(7, {"mode": {"5": "all"}, "threads": False})
+        # Seen by another open service (another bot process) without reopening.
+        rec = second.bot_state().answer(big + 1)
+        assert rec is not None and (rec.question, rec.guild_id, rec.asker_id) == ("second question", 7, 42)
+        assert rec.created_at
+        assert Answer.from_json(json.loads(rec.answer_json)).passages == tuple(
+            Answer.from_json(answer.to_json()).passages)
+        assert [r.question for r in second.bot_state().conversation("thread:9", limit=2)] == [
+            "second question", "third question"]
+        assert second.bot_state().conversation("thread:9", limit=2)[1].guild_id is None
+        assert second.bot_state().guild_settings(7) == {"mode": {"5": "all"}, "threads": False}
+        assert second.bot_state().guild_settings(8) == {} and second.bot_state().answer(1) is None
+    finally:
+        first.close()
+        second.close()
+    again = QAService(settings, encoder=HashingEncoder(256))
+    try:  # a restart: everything is still there; saving again replaces
+        state = again.bot_state()
+        assert [r.question for r in state.conversation("thread:9")] == [
+            "first question", "second question", "third question"]
+        state.save_answer(AnswerRecord(big, 1, 7, "thread:9", 42, "", "edited", "", "{}"))
+        assert state.answer(big).question == "edited" and len(state.conversation("thread:9")) == 3
+        state.set_guild_settings(7, {})
+        assert state.guild_settings(7) == {}
+    finally:
+        again.close()

@@ -43,6 +43,7 @@ from embeddings.store.base import (
     new_config,
 )
 from embeddings.store.embedded import atomic
+from embeddings.store.embedded.botstate import BotStateStore
 from embeddings.store.embedded.dense import DenseIndex
 from embeddings.store.embedded.feedback import FeedbackStore
 from embeddings.store.embedded.keyword import KeywordIndex
@@ -549,6 +550,9 @@ class Index:
 
     def feedback(self) -> FeedbackStore:
         return FeedbackStore(self.home / self.DB)
+
+    def bot_state(self) -> BotStateStore:
+        return BotStateStore(self.home / self.DB)
 
     def bulk_load(self) -> AbstractContextManager[None]:
         return nullcontext()  # nothing to defer: the caches are built once per publish anyway

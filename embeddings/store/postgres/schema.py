@@ -90,6 +90,23 @@ MIGRATIONS: Sequence[tuple[int, str, Sequence[str]]] = (
     (2, "embeddings queued for the orphan sweep", (
         """CREATE TABLE qabot_sweep (hash TEXT PRIMARY KEY)""",
     )),
+    # The Discord bot's state (embeddings/store/botstate.py): answers by bot message id, per-server settings.
+    (3, "bot state: answer records and server settings", (
+        """CREATE TABLE bot_answers (
+            message_id BIGINT PRIMARY KEY,
+            channel_id BIGINT NOT NULL,
+            guild_id BIGINT,
+            conversation TEXT NOT NULL,
+            asker_id BIGINT NOT NULL,
+            scope TEXT NOT NULL DEFAULT '',
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL,
+            answer_json TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX bot_answers_conversation ON bot_answers(conversation, message_id)",
+        """CREATE TABLE bot_guild_settings (guild_id BIGINT PRIMARY KEY, settings TEXT NOT NULL)""",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]

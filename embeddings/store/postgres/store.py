@@ -46,6 +46,7 @@ from embeddings.store.base import (
     keyword_text,
     new_config,
 )
+from embeddings.store.botstate import BotState
 from embeddings.store.feedback import Feedback
 from embeddings.store.records import DocumentRow, NewDocument, NewPassage, PassageRow, PassageVectors
 from embeddings.store.urls import check_read_urls, redact_url
@@ -862,7 +863,7 @@ class PgIndex:
         with self._read.connection() as conn:
             row = conn.execute("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c"
                                " WHERE c.relname IN ('documents', 'passages', 'embeddings', 'feedback',"
-                               " 'feedback_salt', 'qabot_meta') AND c.relkind = 'r'"
+                               " 'feedback_salt', 'qabot_meta', 'bot_answers', 'bot_guild_settings') AND c.relkind = 'r'"
                                " AND c.relnamespace = to_regnamespace(current_schema())").fetchone()
         return int(row[0])
 
@@ -870,6 +871,11 @@ class PgIndex:
         from embeddings.store.postgres.feedback import PgFeedbackStore
 
         return PgFeedbackStore(self._pool)
+
+    def bot_state(self) -> BotState:
+        from embeddings.store.postgres.botstate import PgBotStateStore
+
+        return PgBotStateStore(self._pool)
 
     def close(self) -> None:
         for pool in self._read_pools:
