@@ -1,20 +1,7 @@
 """Readers' votes on answers (thumbs up / down), kept next to the index in qabot.sqlite3.
 
 Own table and own connection (the database is already in WAL mode, so votes never wait for an ingest).
-Users are stored only as sha256(salt + user id), with a random salt created once per index: the raw id
-never reaches the disk, and hashes from two indexes cannot be joined.
-
-Export mapping (one JSON object a line, the format of shared/eval/seed/questions.jsonl, so readers'
-judgements can grow the test set; rows are grouped by question and decided by the majority of votes):
-- thumbs up on an answer      -> ``answerable: true``, ``gold_passage_contains``: the first ~60 characters
-  of the passage the answer was taken from, ``answer_contains: []`` (add words by hand to check the answer
-  sentence too);
-- thumbs up on "I couldn't find that" -> ``answerable: false`` (the reader agrees it isn't in the articles);
-- thumbs down (either kind) or a tie -> nobody knows the right answer yet: left out, unless
-  ``include_unlabelled`` is set, then written with ``answerable: null`` and ``needs_review: true`` (fill
-  it in before `qabot eval` can load the file).
-Every row also carries ``votes`` ({"up": n, "down": m}) and ``bot_answer`` for review; the eval loader
-ignores unknown fields."""
+The salted user hash and the export to evaluation questions are the Feedback base's (store/feedback.py)."""
 
 from __future__ import annotations
 
