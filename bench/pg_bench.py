@@ -275,7 +275,7 @@ def ef_sweep(url: str, qv: np.ndarray, ids: np.ndarray, id_scopes: np.ndarray, a
 
 
 def run_size(n: int, args, base, texts, qv, qtexts, gold, server_url: str | None) -> dict:
-    from embeddings.store.embedded.index import Index
+    from embeddings.store.embedded.index import EmbeddedIndex
     from embeddings.store.postgres.store import PgIndex
 
     vectors, scopes = make_rows(n, base, args.guilds)
@@ -332,7 +332,7 @@ def run_size(n: int, args, base, texts, qv, qtexts, gold, server_url: str | None
     # ---- embedded: SQLite + FAISS (exact) + bm25s, one writer, caches built at the end
     home = Path(tempfile.mkdtemp(prefix="qabot-bench-"))
     try:
-        emb = Index(home / "idx", model)
+        emb = EmbeddedIndex(home / "idx", model)
         t = time.perf_counter()
         load(emb, vectors, scopes, texts, all_rows, "embedded")
         total = time.perf_counter() - t

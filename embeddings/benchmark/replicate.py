@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings.config import IndexConfig
-from embeddings.store.embedded.index import Index
+from embeddings.store.embedded.index import EmbeddedIndex
 from embeddings.store.migrate import StoredModel
 from embeddings.store.records import PassageVectors
 
@@ -32,10 +32,10 @@ def _jitter(v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def replicate(source_home: Path, target_home: Path, passages_wanted: int, *, seed: int = 0) -> int:
     """Copies of every document of `source_home` into a new index at `target_home` until it holds at least
     `passages_wanted` passages; returns how many it holds."""
-    cfg = IndexConfig.from_json((source_home / Index.CONFIG).read_text())
+    cfg = IndexConfig.from_json((source_home / EmbeddedIndex.CONFIG).read_text())
     model = StoredModel(cfg.model, cfg.dimension, cfg.max_tokens, cfg.encoder_backend)
-    source = Index(source_home, model, create=False)
-    target = Index(target_home, model)
+    source = EmbeddedIndex(source_home, model, create=False)
+    target = EmbeddedIndex(target_home, model)
     rng = np.random.default_rng(seed)
     held = 0
     try:

@@ -22,7 +22,7 @@ from embeddings.evaluation.metrics import MetricAccumulator
 from embeddings.ingest.pipeline import EmbedJob, embed_passages
 from embeddings.models import Turn
 from embeddings.store.base import IndexBackend, encoder_backend, keyword_text, now_iso
-from embeddings.store.embedded.index import Index
+from embeddings.store.embedded.index import EmbeddedIndex
 from embeddings.store.records import NewDocument, NewPassage, PassageRow
 from embeddings.text.chunking import split_sentences
 
@@ -59,12 +59,12 @@ def _documents(ds: EvalDataset) -> list[tuple[str, list[EvalPassage]]]:
     return list(groups.items())
 
 
-def build_index(ds: EvalDataset, encoder: Encoder, cache_root: Path, *, progress: bool | None = None) -> Index:
+def build_index(ds: EvalDataset, encoder: Encoder, cache_root: Path, *, progress: bool | None = None) -> EmbeddedIndex:
     """One document per doc_id (an article, a story), its passages as given (never re-chunked): what a
     conversation's "the same document" prior needs, and what ingesting the article would give."""
     assert ds.passages is not None
     home = cache_root / f"{ds.name}-{_dataset_key(ds, encoder.name, encoder_backend(encoder))}"
-    index = Index(home, encoder)
+    index = EmbeddedIndex(home, encoder)
     have = {d.source for d in index.store.documents()}
     todo = [(doc_id, ps) for doc_id, ps in _documents(ds) if f"eval:{doc_id}" not in have]
     if todo:
@@ -109,7 +109,7 @@ def build_index(ds: EvalDataset, encoder: Encoder, cache_root: Path, *, progress
 
 
 def eval_passage_ids(ds: EvalDataset, rows: dict[int, PassageRow]) -> dict[int, str]:
-    """Index passage id -> the set's passage id (documents are the set's doc_ids, passages in file order)."""
+    """EmbeddedIndex passage id -> the set's passage id (documents are the set's doc_ids, passages in file order)."""
     by_doc = {doc_id: [p.id for p in ps] for doc_id, ps in _documents(ds)} if ds.passages else {}
     out: dict[int, str] = {}
     for pid, r in rows.items():
@@ -118,7 +118,7 @@ def eval_passage_ids(ds: EvalDataset, rows: dict[int, PassageRow]) -> dict[int, 
     return out
 
 
-def build_seed_index(seed_dirs: list[Path], encoder: Encoder, cache_root: Path) -> Index:
+def build_seed_index(seed_dirs: list[Path], encoder: Encoder, cache_root: Path) -> EmbeddedIndex:
     """The seed set has no passages file: ingest the seed articles through the production ingest path."""
     from embeddings.ingest.pipeline import Ingestor
 
@@ -127,7 +127,7 @@ def build_seed_index(seed_dirs: list[Path], encoder: Encoder, cache_root: Path) 
     for d in seed_dirs:
         for f in sorted(d.rglob("*.txt")):
             h.update(f.read_bytes())
-    index = Index(cache_root / f"seed-{h.hexdigest()[:16]}", encoder)
+    index = EmbeddedIndex(cache_root / f"seed-{h.hexdigest()[:16]}", encoder)
     Ingestor(index).ingest([str(d) for d in seed_dirs], progress=False)
     return index
 

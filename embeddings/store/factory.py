@@ -24,9 +24,9 @@ def open_store(location: str | Path, encoder: Encoder, *, read_urls: Sequence[st
         from embeddings.store.postgres.store import PgIndex
 
         return PgIndex(str(location), encoder, create=create, read_urls=tuple(read_urls))
-    from embeddings.store.embedded.index import Index
+    from embeddings.store.embedded.index import EmbeddedIndex
 
-    return Index(Path(location).expanduser(), encoder, create=create)
+    return EmbeddedIndex(Path(location).expanduser(), encoder, create=create)
 
 
 def read_config(location: str | Path) -> IndexConfig:
@@ -36,9 +36,9 @@ def read_config(location: str | Path) -> IndexConfig:
         from embeddings.store.postgres.store import read_stored_config
 
         return read_stored_config(str(location))
-    from embeddings.store.embedded.index import Index
+    from embeddings.store.embedded.index import EmbeddedIndex
 
-    return Index.read_config(Path(location).expanduser())
+    return EmbeddedIndex.read_config(Path(location).expanduser())
 
 
 def recorded_backend(location: str | Path) -> str | None:

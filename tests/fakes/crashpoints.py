@@ -54,11 +54,11 @@ def install() -> None:
     around(atomic, "publish_dir")
     around(dense.DenseIndex, "save")
     around(keyword.Segment, "save")
-    around(sqlite.Store, "put_meta")
+    around(sqlite.SqliteStore, "put_meta")
     around(os, "replace")
     around(pathlib.Path, "unlink")
     around(shutil, "rmtree")
-    real_tx = sqlite.Store.transaction
+    real_tx = sqlite.SqliteStore.transaction
 
     @contextmanager
     def transaction(self):
@@ -67,7 +67,7 @@ def install() -> None:
             yield conn
         point()
 
-    sqlite.Store.transaction = transaction  # type: ignore[method-assign]
+    sqlite.SqliteStore.transaction = transaction  # type: ignore[method-assign]
 
 
 def main(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ from embeddings.ingest.pipeline import embed_passages
 from embeddings.service import QAService
 from embeddings.settings import Settings
 from embeddings.store.base import keyword_text
-from embeddings.store.embedded.index import Index
+from embeddings.store.embedded.index import EmbeddedIndex
 from tests.support import ARTICLE, SEEDS, write
 
 DIM = 64
@@ -145,7 +145,7 @@ def test_a_crash_after_the_swap_commits_is_repaired_on_open(tmp_path, monkeypatc
     settings = Settings(home=tmp_path / "idx")
     build(settings, tmp_path)
     svc = QAService(settings, encoder=INT8)
-    monkeypatch.setattr(Index, "_after_reindex", lambda self, backend: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(EmbeddedIndex, "_after_reindex", lambda self, backend: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         svc.reindex(progress=False)
     svc.close()
@@ -164,7 +164,7 @@ def test_a_crash_after_the_swap_commits_is_repaired_on_open(tmp_path, monkeypatc
         again.close()
     assert json.loads((settings.home / "config.json").read_text())["encoder_backend"] == "onnx-int8"
     with pytest.raises(IndexMismatch, match="qabot reindex"):  # and torch writes are refused
-        with Index(settings.home, TORCH).writer():
+        with EmbeddedIndex(settings.home, TORCH).writer():
             pass
 
 
@@ -233,9 +233,9 @@ def test_cli_reindex_prints_one_line_and_the_index_records_the_backend(tmp_path,
     capsys.readouterr()
     assert cli.main(["reindex", "-q"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
-    n = Index(home, HashingEncoder(DIM)).store.counts()["passages"]
+    n = EmbeddedIndex(home, HashingEncoder(DIM)).store.counts()["passages"]
     assert len(out) == 1 and out[0].startswith(f"re-embedded {n} passages with hashing"), out
-    assert Index(home, HashingEncoder(DIM)).integrity().ok
+    assert EmbeddedIndex(home, HashingEncoder(DIM)).integrity().ok
     assert cli.main(["stats", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["encoder_backend"] == "hashing"
 

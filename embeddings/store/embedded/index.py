@@ -47,7 +47,7 @@ from embeddings.store.embedded.botstate import BotStateStore
 from embeddings.store.embedded.dense import DenseIndex
 from embeddings.store.embedded.feedback import FeedbackStore
 from embeddings.store.embedded.keyword import KeywordIndex
-from embeddings.store.embedded.sqlite import Store
+from embeddings.store.embedded.sqlite import SqliteStore
 from embeddings.store.records import NewDocument, PassageRow, PassageVectors
 from embeddings.text.terms import tokenize
 
@@ -80,7 +80,7 @@ def _zero_vectors(dense: DenseIndex, chunk: int = 4096) -> int:
                for i in range(0, len(ids), chunk))
 
 
-class Index:
+class EmbeddedIndex:
     """The embedded store (IndexBackend): one directory, SQLite as the truth, FAISS + BM25 caches."""
 
     CONFIG = "config.json"
@@ -99,7 +99,7 @@ class Index:
             self.home.mkdir(parents=True, exist_ok=True)
             cfg = new_config(encoder)
             atomic.write_text(self.home / self.CONFIG, cfg.to_json())
-        self.store = Store(self.home / self.DB)
+        self.store = SqliteStore(self.home / self.DB)
         try:
             self.config = self._read_config()
             check_compatible(self.config, self.encoder, str(self.home))
@@ -571,9 +571,9 @@ class Index:
 
 
 class Writer:
-    """Handed out by Index.writer(); each call commits one SQLite transaction."""
+    """Handed out by EmbeddedIndex.writer(); each call commits one SQLite transaction."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: EmbeddedIndex) -> None:
         self._index = index
         self.changed = False
 
@@ -604,7 +604,7 @@ class EmbeddedReindex:
     """One `qabot reindex` of a directory index (see embeddings/ingest/reindex.py for the driver). Staged
     vectors survive a crash: a rerun with the same model and backend embeds only what is not staged yet."""
 
-    def __init__(self, index: Index) -> None:
+    def __init__(self, index: EmbeddedIndex) -> None:
         self._index = index
         self.backend = encoder_backend(index.encoder)
         self.staged = index.store.begin_reindex(f"{index.config.model}\0{self.backend}")
@@ -629,15 +629,15 @@ def recorded_backend_at(home: Path) -> str | None:
     """The encoder backend the index at `home` records, without opening it: SQLite's meta row (written with
     the vectors by `qabot reindex`) over config.json; None when there is no index."""
     try:
-        config = IndexConfig.from_json((Path(home) / Index.CONFIG).read_text())
+        config = IndexConfig.from_json((Path(home) / EmbeddedIndex.CONFIG).read_text())
     except (OSError, ValueError, KeyError):
         return None
-    db = Path(home) / Index.DB
+    db = Path(home) / EmbeddedIndex.DB
     if db.is_file():
         try:
             conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
             try:
-                stored = Store.read_backend(conn)
+                stored = SqliteStore.read_backend(conn)
             finally:
                 conn.close()
         except sqlite3.Error:

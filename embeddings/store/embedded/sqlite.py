@@ -103,7 +103,7 @@ def _write_probe(directory: Path) -> OSError | None:
     return None
 
 
-class Store:
+class SqliteStore:
     def __init__(self, path: Path, dimension: int = 0) -> None:
         self.dimension = dimension  # of the stored vectors (the index config's): export_documents reads them
         self.path = path

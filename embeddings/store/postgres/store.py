@@ -1,4 +1,4 @@
-"""The PostgreSQL + pgvector store: the same surface as index.Index, for many processes on many machines.
+"""The PostgreSQL + pgvector store: the same IndexBackend interface as the embedded store (store/embedded/index.py EmbeddedIndex), for many processes on many machines.
 
 Everything lives in the database (no cache files): documents, passages with their vector and tsvector,
 one row per distinct passage embedding (with the sentence matrix), feedback, and the store's config in
@@ -584,7 +584,7 @@ class _RoundRobin:
 
 
 class PgIndex:
-    """index.Index's surface over PostgreSQL. `url` is a libpq URL: postgresql://user:pass@host:port/db.
+    """IndexBackend over PostgreSQL. `url` is a libpq URL: postgresql://user:pass@host:port/db.
 
     `read_urls` (QABOT_STORE_READ): streaming replicas of that primary for the question path; writes, and
     the reads that decide them, stay on `url`. Empty: everything on `url`."""

@@ -53,7 +53,7 @@ from embeddings.ingest.pipeline import doc_key_for
 from embeddings.service import QAService
 from embeddings.settings import Settings
 from embeddings.store.base import keyword_text
-from embeddings.store.embedded.index import Index
+from embeddings.store.embedded.index import EmbeddedIndex
 from tests.support import ROOT
 
 pytestmark = pytest.mark.slow
@@ -176,7 +176,7 @@ def committed_keys(stdout: str) -> list[str]:
 
 
 def _sql(home: Path) -> sqlite3.Connection:
-    return sqlite3.connect(home / Index.DB)
+    return sqlite3.connect(home / EmbeddedIndex.DB)
 
 
 def open_and_check(home: Path, corpus: Corpus, rng: random.Random) -> dict[str, int]:
@@ -189,7 +189,7 @@ def open_and_check(home: Path, corpus: Corpus, rng: random.Random) -> dict[str, 
         report = svc.index.integrity()
         assert report.ok, report.problems
         generation = svc.index.store.generation()
-        art = json.loads((home / Index.ARTIFACTS).read_text()) if generation else None
+        art = json.loads((home / EmbeddedIndex.ARTIFACTS).read_text()) if generation else None
         if art is not None:  # the (possibly repaired) caches on disk are the ones for this generation
             assert art["generation"] == generation
             assert (home / art["dense"]).is_file()
@@ -337,7 +337,7 @@ def test_sigkill_during_ingest_never_corrupts_the_index(tmp_path):
         assert finished or (was_running and proc.returncode == -signal.SIGKILL), (trial, proc.returncode, err)
         killed += not finished
 
-        if not (home / Index.CONFIG).exists():  # killed before the index existed at all
+        if not (home / EmbeddedIndex.CONFIG).exists():  # killed before the index existed at all
             assert not committed_keys(out)
             continue
         # Check a byte copy, so the next trial's writer meets the index exactly as the kill left it.
@@ -374,7 +374,7 @@ def _caches_behind(home: Path) -> str:
     "tmp" (a half-published cache file or folder lying around)."""
     what = []
     try:
-        art = json.loads((home / Index.ARTIFACTS).read_text())["generation"]
+        art = json.loads((home / EmbeddedIndex.ARTIFACTS).read_text())["generation"]
     except (OSError, ValueError, KeyError):
         art = None
     with _sql(home) as con:
@@ -422,7 +422,7 @@ def _ask_fingerprint(svc: QAService) -> list[tuple[int, float]]:
 
 
 def _damage_cases(home: Path) -> list[str]:
-    art = json.loads((home / Index.ARTIFACTS).read_text())
+    art = json.loads((home / EmbeddedIndex.ARTIFACTS).read_text())
     files = sorted(p.name for p in (home / art["keyword_segments"][-1]).iterdir())
     assert {"ids.npy", "terms.json", "rows.npy"} <= set(files) and len(files) >= 6, files
     return ["delete-artifacts", "garbage-artifacts", "truncate-artifacts", "stale-generation", "delete-dense",
@@ -430,7 +430,7 @@ def _damage_cases(home: Path) -> list[str]:
 
 
 def _damage(home: Path, case: str) -> None:
-    art_path = home / Index.ARTIFACTS
+    art_path = home / EmbeddedIndex.ARTIFACTS
     art = json.loads(art_path.read_text())
     dense, keyword = home / art["dense"], home / art["keyword_segments"][-1]
 
@@ -482,7 +482,7 @@ def test_damaged_artifacts_are_rebuilt_from_sqlite_without_reembedding(built, tm
         with _sql(home) as con:
             assert con.execute("SELECT (SELECT COUNT(*) FROM passages), (SELECT COUNT(*) FROM embeddings)"
                                ).fetchone() == counts, case
-        art = json.loads((home / Index.ARTIFACTS).read_text())
+        art = json.loads((home / EmbeddedIndex.ARTIFACTS).read_text())
         with _sql(home) as con:
             generation = int(con.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
         assert art["generation"] == generation, case
@@ -491,7 +491,7 @@ def test_damaged_artifacts_are_rebuilt_from_sqlite_without_reembedding(built, tm
         with monkeypatch.context() as m:
             def no_rebuild(*a, _case=case, **k):
                 raise AssertionError(f"{_case}: caches rebuilt a second time")
-            m.setattr(Index, "_rebuild", no_rebuild)
+            m.setattr(EmbeddedIndex, "_rebuild", no_rebuild)
             svc = QAService(Settings(home=home), encoder=HashingEncoder(64))
             try:
                 assert svc.index.integrity().ok

@@ -1,4 +1,4 @@
-"""Index behaviour with the hashing encoder: idempotent ingest, replacement, removal, recovery, locking."""
+"""EmbeddedIndex behaviour with the hashing encoder: idempotent ingest, replacement, removal, recovery, locking."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from embeddings.models import guild_scope
 from embeddings.service import QAService
 from embeddings.settings import Settings
 from embeddings.store.embedded import index as index_mod
-from embeddings.store.embedded.index import Index
+from embeddings.store.embedded.index import EmbeddedIndex
 from tests.support import ARTICLE, SEEDS, make_service, write
 
 
@@ -121,7 +121,7 @@ def test_caches_rebuilt_from_sqlite_without_reembedding(tmp_path, damage):
             CountingEncoder.calls += len(texts)
             return super().encode(texts, batch_size=batch_size)
 
-    index = Index(home, CountingEncoder(256))
+    index = EmbeddedIndex(home, CountingEncoder(256))
     assert index.integrity().ok
     assert CountingEncoder.calls == 0, "recovery must use stored embeddings"
     assert json.loads((home / "artifacts.json").read_text())["generation"] == index.store.generation()
@@ -169,7 +169,7 @@ def test_ingest_tokenizes_only_new_passages_and_readers_reuse_loaded_segments(tm
     home = tmp_path / "idx"
     svc = make_service(home)
     svc.ingest([str(SEEDS)], progress=False)
-    reader = Index(home, HashingEncoder(256))
+    reader = EmbeddedIndex(home, HashingEncoder(256))
     before = {s.name: s for s in reader._caches.keyword.segments}
     built: list[list[int]] = []
     real = keyword.build_segment
@@ -203,7 +203,7 @@ def _raced_reader(tmp_path, monkeypatch, race: str):
     home = tmp_path / "idx"
     svc = make_service(home)
     svc.ingest([str(SEEDS)], progress=False)
-    reader = Index(home, HashingEncoder(256))
+    reader = EmbeddedIndex(home, HashingEncoder(256))
     svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
     rebuilds: list[int] = []
     real_rebuild = reader._rebuild  # (the writer's ingest uses _rebuild too: only the reader's is counted)
@@ -258,11 +258,11 @@ def test_repair_after_a_writer_died_unpublished_tokenizes_only_what_the_reader_l
     home = tmp_path / "idx"
     svc = make_service(home)
     svc.ingest([str(SEEDS)], progress=False)
-    reader = Index(home, HashingEncoder(256))
+    reader = EmbeddedIndex(home, HashingEncoder(256))
     held = set(reader._caches.keyword.ids.tolist())
-    published = (home / Index.ARTIFACTS).read_text()
+    published = (home / EmbeddedIndex.ARTIFACTS).read_text()
     svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
-    (home / Index.ARTIFACTS).write_text(published)  # as if the writer died before publishing
+    (home / EmbeddedIndex.ARTIFACTS).write_text(published)  # as if the writer died before publishing
     built: list[list[int]] = []
     real = keyword.build_segment
     monkeypatch.setattr(keyword, "build_segment", lambda ids, texts: built.append(list(map(int, ids))) or real(ids, texts))
@@ -288,19 +288,19 @@ def test_opening_while_another_process_ingests_serves_the_published_state(tmp_pa
     published = set(svc.index._caches.keyword.ids.tolist())
     write(ferry, ARTICLE + "\nA second boat joins the Carrow route in June, the council said.\n")
     rebuilds: list[int] = []
-    real_rebuild = Index._rebuild
-    opened: list[Index] = []
+    real_rebuild = EmbeddedIndex._rebuild
+    opened: list[EmbeddedIndex] = []
 
     def rebuild(self, *args):
         if self is not svc.index:  # the writer's own catch-up is not the reader's rebuild
             rebuilds.append(1)
         return real_rebuild(self, *args)
 
-    monkeypatch.setattr(Index, "_rebuild", rebuild)
+    monkeypatch.setattr(EmbeddedIndex, "_rebuild", rebuild)
 
     def open_reader(_done):
         if not opened:
-            opened.append(Index(home, HashingEncoder(256)))
+            opened.append(EmbeddedIndex(home, HashingEncoder(256)))
 
     report = svc.ingest([str(ferry)], scope=guild, progress=False, on_commit=open_reader)
     assert report.count("updated") == 1

@@ -342,12 +342,12 @@ def test_stale_generations_are_removed_without_a_changing_ingest(tmp_path, then)
 
 
 def test_a_repair_does_not_overwrite_what_a_writer_published_meanwhile(tmp_path, monkeypatch):
-    from embeddings.store.embedded.index import Index
+    from embeddings.store.embedded.index import EmbeddedIndex
 
     home, _ = _built(tmp_path)  # artifacts.json gone: the next open repairs
     writer = make_service(home)  # (repairs and publishes generation g)
     (home / "artifacts.json").unlink()
-    real = Index._rebuild
+    real = EmbeddedIndex._rebuild
     raced = []
 
     def slow_repair(self, *args):
@@ -357,7 +357,7 @@ def test_a_repair_does_not_overwrite_what_a_writer_published_meanwhile(tmp_path,
             assert writer.ingest([str(write(tmp_path / "late.txt", doc("Late", "night ferry")))], progress=False).ok
         return caches
 
-    monkeypatch.setattr(Index, "_rebuild", slow_repair)
+    monkeypatch.setattr(EmbeddedIndex, "_rebuild", slow_repair)
     reader = make_service(home)
     assert raced
     art = json.loads((home / "artifacts.json").read_text())
