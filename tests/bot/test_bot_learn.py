@@ -14,7 +14,11 @@ from aiohttp.test_utils import TestServer
 
 import bot.app
 from bot.app import QABot
+from bot.cogs.admin import NEEDS_MANAGE_SERVER, ONE_SOURCE
 from bot.cogs.ask import ASK_MENU, EMPTY_QUESTION, NO_TEXT, UNREADABLE
+from bot.cogs.learn import ADD_MENU, NOTHING_TO_ADD
+from bot.harvest import NEEDS_INTENT, needs_history
+from bot.render import escape_markdown
 from embeddings.encoders.hashing import HashingEncoder
 from embeddings.models import guild_scope
 from embeddings.service import QAService
@@ -25,10 +29,12 @@ from tests.bot.test_bot_admin import (
     GUILD,
     MANAGE_SERVER,
     OTHER_USER,
+    PLAIN,
     USER,
     Files,
     callback,
     embed_body,
+    original_edits,
     settings,
     wait_edit,
 )
@@ -219,3 +225,205 @@ async def test_bare_mention_alone_or_replying_to_unreadable_text(fake: FakeDisco
         req = await fake.wait_for_request("POST", f"/channels/{CHANNEL}/messages", since=since)
         assert req.json["content"] == UNREADABLE and int(req.json["message_reference"]["message_id"]) == int(
             mention["id"])
+
+
+# ---- /ingest thread: -------------------------------------------------------------------------------------
+
+
+async def test_ingest_thread_cites_it_and_follows_edits_and_deletions(fake: FakeDiscord,
+                                                                      service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):
+        thread, (fact, by_bot, _image, thanks) = await ferry_thread(fake)
+        tid = int(thread["id"])
+        assert "quuxbridge" not in await ask(fake, FERRY_Q)  # not known yet
+
+        inter = await ingest_channel(fake, "thread", tid)
+        cb = await callback(fake, inter)
+        assert cb["type"] == 5 and cb["data"]["flags"] & 64
+        text = await final(fake, inter)
+        assert text.startswith("Added: **Quuxbridge ferry winter timetable**"), text
+        assert original_edits(fake, inter)[0] == f"Reading <#{tid}>…"
+        doc = doc_by_source(service, jump(tid))
+        assert doc is not None and doc.title == "Quuxbridge ferry winter timetable"
+        body = service.index.store.document_text(doc.id)
+        assert body.split("\n\n") == ["Winter timetable question: how do the ferries run?", FERRY_FACT,
+                                      "Thanks, that helps!"]  # starter first; no bot's, no empty message
+        answer = await ask(fake, FERRY_Q)
+        assert "January" in answer and f"]({jump(tid)})" in answer  # the citation links back to the thread
+
+        # an edit is picked up by the next ingest of the thread (the document is replaced, not duplicated)
+        await fake.message_edit(int(fact["id"]), FERRY_EDITED)
+        again = await ingest_channel(fake, "thread", tid)
+        assert (await final(fake, again)).startswith("Updated: **Quuxbridge ferry winter timetable**")
+        assert [d.source for d in service.documents(SCOPE)] == [jump(tid)]
+        answer = await ask(fake, FERRY_Q)
+        assert "March" in answer and "January" not in answer
+
+        # a deletion too; with no member's message left, the document goes
+        await fake.message_delete(int(fact["id"]))
+        third = await ingest_channel(fake, "thread", tid)
+        assert (await final(fake, third)).startswith("Updated")
+        assert "quuxbridge ferry stops" not in service.index.store.document_text(doc_by_source(service, jump(tid)).id)
+        assert by_bot is not None and int(by_bot["id"]) in fake.messages  # the bot's message is still there
+        await fake.message_delete(int(thanks["id"]))
+        await fake.message_delete(int(thread["id"]))  # the starter message in #channel (the thread has its id)
+        fourth = await ingest_channel(fake, "thread", tid)
+        assert (await final(fake, fourth)).startswith("Removed: **Quuxbridge ferry winter timetable**")
+        assert doc_by_source(service, jump(tid)) is None
+
+
+async def test_ingest_forum_post(fake: FakeDiscord, service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):
+        post, starter = await fake.forum_post(FORUM, "Ferry in winter?", "Does the quuxbridge ferry run in winter?",
+                                              author=OTHER_USER)
+        assert starter is not None and int(starter["id"]) == int(post["id"])
+        await fake.message_create(FERRY_FACT, channel_id=int(post["id"]), author=USER)
+        inter = await ingest_channel(fake, "thread", int(post["id"]))
+        assert (await final(fake, inter)).startswith("Added: **Ferry in winter?**")
+        doc = doc_by_source(service, jump(int(post["id"])))
+        assert doc is not None and doc.outlet == "#help-forum"
+        assert service.index.store.document_text(doc.id).split("\n\n") == [
+            "Does the quuxbridge ferry run in winter?", FERRY_FACT]
+        assert "January" in await ask(fake, FERRY_Q)
+
+
+async def test_ingest_thread_is_for_managers_with_exactly_one_source(fake: FakeDiscord,
+                                                                     service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):
+        thread, _ = await ferry_thread(fake)
+        since = len(fake.requests)
+        refused = await ingest_channel(fake, "thread", int(thread["id"]), permissions=PLAIN)
+        cb = await callback(fake, refused)
+        assert cb["type"] == 4 and cb["data"]["flags"] & 64 and cb["data"]["content"] == NEEDS_MANAGE_SERVER
+        two = await ingest_channel(fake, "thread", int(thread["id"]),
+                                   extra=[{"name": "url", "type": 3, "value": "https://example.org/"}])
+        cb = await callback(fake, two)
+        assert cb["data"]["content"] == ONE_SOURCE and cb["data"]["flags"] & 64
+        none = await fake.slash_command("ingest", {}, channel_id=CHANNEL, permissions=MANAGE_SERVER)
+        assert (await callback(fake, none))["data"]["content"] == ONE_SOURCE
+        assert not any(r.method == "GET" and "/messages" in r.path for r in fake.requests[since:])
+    assert service.documents(SCOPE) == []
+
+
+async def test_ingest_thread_without_read_message_history(fake: FakeDiscord, service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):
+        starter = await fake.message_create("staff only", channel_id=CLOSED, author=USER)
+        assert starter is not None
+        hidden = await fake.thread_create(CLOSED, "Staff notes", from_message=int(starter["id"]))
+        since = len(fake.requests)
+        inter = await ingest_channel(fake, "thread", int(hidden["id"]))
+        assert await final(fake, inter) == needs_history(f"<#{hidden['id']}>")
+        assert not any(r.method == "GET" and r.path.endswith("/messages") for r in fake.requests[since:])
+
+        # the bot's cache says it may read, but Discord refuses (403): still one line saying what to fix
+        thread, _ = await ferry_thread(fake)
+        await fake.set_bot_overwrite(CHANNEL, deny=VIEW_CHANNEL, notify=False)
+        stale = await ingest_channel(fake, "thread", int(thread["id"]))
+        assert await final(fake, stale) == needs_history(f"<#{thread['id']}>")
+        history = await fake.wait_for_request("GET", f"/channels/{thread['id']}/messages")
+        assert history.status == 403
+    assert service.documents(SCOPE) == []
+
+
+async def test_ingest_thread_without_the_message_content_intent_says_so(
+        fake: FakeDiscord, service: QAService, no_content_intent: None) -> None:
+    async with fake.running(QABot(service, settings())):
+        thread, _ = await ferry_thread(fake)
+        inter = await ingest_channel(fake, "thread", int(thread["id"]))
+        text = await final(fake, inter)
+        assert text.startswith(NEEDS_INTENT) and "no text to index" in text
+    assert service.documents(SCOPE) == []
+
+
+# ---- /ingest pins: ---------------------------------------------------------------------------------------
+
+
+async def test_ingest_pins_of_a_channel(fake: FakeDiscord, service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):
+        rules = await fake.message_create("Rule one: the quuxbridge pier closes at 9 pm sharp.", channel_id=CHANNEL,
+                                          author=USER)
+        chatter = await fake.message_create("I think the pier closes at noon on the zorblax day.",
+                                            channel_id=CHANNEL, author=OTHER_USER)
+        hours = await fake.message_create("Rule two: dogs must stay on a lead on the pier.", channel_id=CHANNEL,
+                                          author=OTHER_USER)
+        assert rules and chatter and hours
+        await fake.pin(int(hours["id"]))
+        await fake.pin(int(rules["id"]))
+        inter = await ingest_channel(fake, "pins", CHANNEL)
+        title = f"#{fake.channels[CHANNEL]['name']} pins"
+        assert (await final(fake, inter)).startswith(f"Added: **{escape_markdown(title)}**")
+        doc = doc_by_source(service, jump(CHANNEL) + "#pins")
+        assert doc is not None and doc.title == title
+        assert service.index.store.document_text(doc.id).split("\n\n") == [rules["content"], hours["content"]]
+        assert "9 pm" in await ask(fake, "when does the quuxbridge pier close?")
+
+        await fake.pin(int(rules["id"]), pinned=False)
+        again = await ingest_channel(fake, "pins", CHANNEL)
+        assert (await final(fake, again)).startswith(f"Updated: **{escape_markdown(title)}**")
+        assert service.index.store.document_text(doc_by_source(service, jump(CHANNEL) + "#pins").id) == \
+            hours["content"]
+
+
+async def test_pins_of_a_forum_are_refused_in_one_line(fake: FakeDiscord, service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):
+        inter = await ingest_channel(fake, "pins", FORUM)
+        assert await final(fake, inter) == (f"<#{FORUM}> has no pinned messages to read: pick a text channel or "
+                                            "a thread.")
+
+
+# ---- Apps → Add to qabot's articles ------------------------------------------------------------------------
+
+
+async def test_add_message_with_its_attachments_and_links(fake: FakeDiscord, service: QAService,
+                                                          files: Files) -> None:
+    page = files.add("pelicans.html", b"<html><head><title>Pelican census results</title></head><body><article>"
+                     b"<p>The pelican census counted 412 pelicans on the estuary, the most since records.</p>"
+                     b"</article></body></html>", "text/html")
+    notes = files.add("faq.md", b"# Quuxbridge pier FAQ\n\nThe pier lights are switched on at dusk by the "
+                      b"harbour master.\n")
+    attachments = [
+        {"id": str(fake.snowflake()), "filename": "faq.md", "size": 90, "url": notes, "proxy_url": notes,
+         "content_type": "text/markdown"},
+        {"id": str(fake.snowflake()), "filename": "map.png", "size": 10, "url": notes, "proxy_url": notes,
+         "content_type": "image/png"},
+    ]
+    text = f"The quuxbridge pier opened in 1887 and the census is here: {page} (and a file:///etc/passwd link)"
+    async with fake.running(QABot(service, settings())):
+        msg = await fake.message_create(text, channel_id=CHANNEL, author=OTHER_USER, attachments=attachments)
+        assert msg is not None
+        mid = int(msg["id"])
+        refused = await callback(fake, await fake.message_command(ADD_MENU, mid, user=OTHER_USER,
+                                                                  permissions=PLAIN))
+        assert refused["type"] == 4 and refused["data"]["content"] == NEEDS_MANAGE_SERVER
+        assert files.hits == [] and service.documents(SCOPE) == []
+
+        inter = await fake.message_command(ADD_MENU, mid, user=USER, permissions=MANAGE_SERVER)
+        cb = await callback(fake, inter)
+        assert cb["type"] == 5 and cb["data"]["flags"] & 64
+        report = await final(fake, inter)
+        lines = report.split("\n")
+        assert lines[0].startswith("Added: **The quuxbridge pier opened in 1887")
+        assert lines[1].startswith("Added: **Quuxbridge pier FAQ**") and lines[2].startswith("Added: **Pelican")
+        assert lines[3] == "Skipped `map.png`: not a .txt, .md, .markdown, .html, .htm file."
+        assert sorted(files.hits) == ["faq.md", "pelicans.html"]
+        sources = {d.source for d in service.documents(SCOPE)}
+        assert sources == {jump(CHANNEL, mid), jump(CHANNEL, mid) + "#faq.md", page}
+        assert "dusk" in await ask(fake, "when are the pier lights switched on?")
+
+        # adding it again after an edit replaces its text
+        await fake.message_edit(mid, f"The quuxbridge pier opened in 1901 after a long delay. {page}")
+        again = await fake.message_command(ADD_MENU, mid, user=USER, permissions=MANAGE_SERVER)
+        assert "Updated: **The quuxbridge pier opened in 1901" in await final(fake, again)
+        assert len(service.documents(SCOPE)) == 3
+
+
+async def test_add_message_with_nothing_to_learn(fake: FakeDiscord, service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):
+        empty = await fake.message_create("", channel_id=CHANNEL, author=OTHER_USER, attachments=[
+            {"id": "9", "filename": "cat.gif", "size": 5, "url": "http://127.0.0.1:1/c", "proxy_url": "x"}])
+        assert empty is not None
+        cb = await callback(fake, await fake.message_command(ADD_MENU, int(empty["id"]), permissions=MANAGE_SERVER))
+        assert cb["type"] == 4 and cb["data"]["content"] == (
+            NOTHING_TO_ADD + "\n`cat.gif`: not a .txt, .md, .markdown, .html, .htm file")
+    assert service.documents(SCOPE) == []
+
