@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 import bot.app
+from bot import harvest
 from bot.app import QABot
 from bot.cogs.admin import NEEDS_MANAGE_SERVER, ONE_SOURCE
 from bot.cogs.ask import ASK_MENU, EMPTY_QUESTION, NO_TEXT, UNREADABLE
@@ -427,3 +428,51 @@ async def test_add_message_with_nothing_to_learn(fake: FakeDiscord, service: QAS
             NOTHING_TO_ADD + "\n`cat.gif`: not a .txt, .md, .markdown, .html, .htm file")
     assert service.documents(SCOPE) == []
 
+
+
+# ---- long threads, many pins, threads the bot has not seen ---------------------------------------------------
+
+
+async def test_long_thread_and_many_pins_are_read_page_by_page(fake: FakeDiscord, service: QAService,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    async with fake.running(QABot(service, settings())):
+        thread = await fake.thread_create(CHANNEL, "Numbered notes")
+        tid = int(thread["id"])
+        notes = [f"Note number {i} is about the quuxbridge ferry." for i in range(230)]
+        for i, note in enumerate(notes):
+            msg = await fake.message_create(note, channel_id=tid, author=USER)
+            assert msg is not None
+            if i % 4 == 0:
+                await fake.pin(int(msg["id"]))
+        inter = await ingest_channel(fake, "thread", tid)
+        assert (await final(fake, inter)).startswith("Added: **Numbered notes**")
+        pages = [r for r in fake.requests if r.method == "GET" and r.path == f"/channels/{tid}/messages"]
+        assert len(pages) == 3 and all(int(p.query["limit"]) <= 100 for p in pages)  # 100 + 100 + 30
+        text = service.index.store.document_text(doc_by_source(service, jump(tid)).id)
+        assert text.split("\n\n") == notes  # all of them, oldest first
+
+        pins = await ingest_channel(fake, "pins", tid)  # a thread's pins: 58 of them, over two pages of 50
+        assert (await final(fake, pins)).startswith("Added:")
+        pin_pages = [r for r in fake.requests if r.method == "GET" and r.path == f"/channels/{tid}/messages/pins"]
+        assert len(pin_pages) == 2 and "before" in pin_pages[1].query
+        pinned = service.index.store.document_text(doc_by_source(service, jump(tid) + "#pins").id)
+        assert pinned.split("\n\n") == notes[::4]
+
+        monkeypatch.setattr(harvest, "MAX_MESSAGES", 40)
+        capped = await ingest_channel(fake, "thread", tid)
+        text = await final(fake, capped)
+        assert text.startswith("Only the first 40 messages were read.\nUpdated: **Numbered notes**"), text
+
+
+async def test_archived_thread_the_bot_has_not_seen_is_fetched(fake: FakeDiscord, service: QAService) -> None:
+    async with fake.running(QABot(service, settings())):  # an earlier run of the bot
+        thread = await fake.thread_create(CHANNEL, "Old ferry thread")
+        await fake.message_create(FERRY_FACT, channel_id=int(thread["id"]), author=USER)
+    thread["thread_metadata"]["archived"] = True  # so it is not in GUILD_CREATE: the new process lacks it
+    async with fake.running(QABot(service, settings())) as client:
+        guild = client.get_guild(GUILD)
+        assert guild is not None and guild.get_thread(int(thread["id"])) is None
+        inter = await ingest_channel(fake, "thread", int(thread["id"]))
+        assert (await final(fake, inter)).startswith("Added: **Old ferry thread**")
+        assert (await fake.wait_for_request("GET", f"/channels/{thread['id']}")).ok
+        assert "January" in await ask(fake, FERRY_Q)

@@ -47,7 +47,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import discord
@@ -2026,8 +2026,12 @@ class FakeDiscord:
         """Someone pins (or unpins) a message: CHANNEL_PINS_UPDATE sent."""
         msg = self.messages[message_id]
         msg["pinned"] = pinned
-        if pinned:
-            self.pinned_at[message_id] = datetime.now(UTC).isoformat()
+        if pinned:  # strictly increasing, so that paging by ``before`` never skips a pin made in the same µs
+            at = datetime.now(UTC)
+            latest = max(map(datetime.fromisoformat, self.pinned_at.values()), default=None)
+            if latest is not None and at <= latest:
+                at = latest + timedelta(microseconds=1)
+            self.pinned_at[message_id] = at.isoformat()
         else:
             self.pinned_at.pop(message_id, None)
         event: dict[str, Any] = {"channel_id": msg["channel_id"],
