@@ -63,8 +63,10 @@ class Harvest:
     blank: int = 0  # people's messages that came without text (no Message Content intent, or image-only)
 
 
-def check_readable(channel: discord.Thread | discord.abc.GuildChannel, me: discord.Member) -> None:
+def check_readable(channel: discord.Thread | discord.abc.GuildChannel, me: discord.Member | None) -> None:
     """CannotRead unless the bot may read the channel's history (a thread's permissions are its parent's)."""
+    if me is None:  # the bot's member is not cached: let Discord answer (a 403 becomes CannotRead)
+        return
     try:
         perms = channel.permissions_for(me)
     except discord.ClientException:  # a thread whose parent is not cached: let Discord answer
@@ -92,7 +94,7 @@ def _blank(messages: Sequence[discord.Message]) -> int:
     return sum(1 for m in messages if not m.author.bot and not m.content.strip())
 
 
-async def read_thread(thread: discord.Thread, me: discord.Member) -> Harvest:
+async def read_thread(thread: discord.Thread, me: discord.Member | None) -> Harvest:
     """A thread or forum post as one document: the starter message and every message after it."""
     check_readable(thread, me)
     try:
@@ -113,7 +115,7 @@ async def read_thread(thread: discord.Thread, me: discord.Member) -> Harvest:
     return Harvest(doc, truncated, _blank(chosen))
 
 
-async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member) -> Harvest:
+async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member | None) -> Harvest:
     """A channel's (or thread's) pinned messages as one document."""
     if not isinstance(channel, _PINNABLE):
         raise CannotRead(f"{channel.mention} has no pinned messages to read: pick a text channel or a thread.")

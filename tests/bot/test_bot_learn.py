@@ -476,3 +476,21 @@ async def test_archived_thread_the_bot_has_not_seen_is_fetched(fake: FakeDiscord
         assert (await final(fake, inter)).startswith("Added: **Old ferry thread**")
         assert (await fake.wait_for_request("GET", f"/channels/{thread['id']}")).ok
         assert "January" in await ask(fake, FERRY_Q)
+
+
+async def test_add_message_links_to_private_addresses_are_refused(fake: FakeDiscord, files: Files,
+                                                                  tmp_path: Path) -> None:
+    """The bot's real configuration (no allow_private_urls): a link to the bot's own network is not fetched."""
+    local = files.add("secret.txt", b"The admin password of the router is hunter2 and it is secret.")
+    svc = QAService(Settings(home=tmp_path / "strict"), encoder=HashingEncoder(256))
+    try:
+        async with fake.running(QABot(svc, settings())):
+            msg = await fake.message_create(f"Internal notes: {local}", channel_id=CHANNEL, author=OTHER_USER)
+            assert msg is not None
+            inter = await fake.message_command(ADD_MENU, int(msg["id"]), permissions=MANAGE_SERVER)
+            report = await final(fake, inter)
+        assert report.startswith(f"Could not ingest {escape_markdown(local)}: "), report
+        assert "non-public address" in report
+        assert files.hits == [] and svc.documents(SCOPE) == []  # "Internal notes:" is too short to be an article
+    finally:
+        svc.close()
