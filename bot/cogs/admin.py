@@ -52,7 +52,7 @@ def format_report(report: IngestReport) -> str:
     for o in report.outcomes:
         title = escape_markdown(trim(o.title, 200))
         if o.status == "removed":
-            lines.append(f"Removed: **{title}** (no messages with text are left in it).")
+            lines.append(f"Removed: **{title}** (none of its messages with text is left).")
         elif o.status == "unchanged":
             lines.append(f"Already indexed, unchanged: **{title}** ({o.passages} passages).")
         elif o.status == "duplicate":
