@@ -139,7 +139,18 @@ class QAService:
         """An uploaded file (e.g. a Discord attachment) as one document; ``source`` is its identity."""
         return self.ingestor.ingest_bytes(data, name=name, source=source, kind=kind, scope=scope)
 
-    def ingest_upload(self, data: bytes, *, name: str, scope: str = BASE_SCOPE) -> IngestReport:
+    def ingest_upload(self, data: bytes, *, name: str, scope: str = BASE_SCOPE,
+                      source: str | None = None) -> IngestReport:
         """An attachment by its file name: the kind (text, Markdown, HTML) follows the name's extension
-        (UnsupportedInput for others); its identity is ``upload:NAME`` within the scope."""
-        return self.ingest_bytes(data, name=name, source=f"upload:{name}", kind=kind_for_path(name), scope=scope)
+        (UnsupportedInput for others); its identity is ``source``, by default ``upload:NAME``, within the scope."""
+        return self.ingest_bytes(data, name=name, source=source or f"upload:{name}", kind=kind_for_path(name),
+                                 scope=scope)
+
+    def ingest_text(self, title: str, paragraphs: Sequence[str], *, source: str, scope: str = BASE_SCOPE,
+                    outlet: str | None = None, published: str | None = None) -> IngestReport:
+        """One document from its title and paragraphs (e.g. a Discord thread, one paragraph per message),
+        identified by ``source`` (e.g. the thread's link, so citations link back). The same source again
+        replaces the document: edits are updated, deleted paragraphs disappear, and with none left the
+        document is removed (outcome status "removed")."""
+        return self.ingestor.ingest_paragraphs(title=title, paragraphs=paragraphs, source=source, scope=scope,
+                                               outlet=outlet, published=published)

@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot import harvest
 from bot.render import escape_markdown, trim
 from embeddings.errors import QabotError, user_message
 from embeddings.models import BASE_SCOPE, guild_scope
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 UPLOAD_TYPES = SUPPORTED_EXTENSIONS
 NEEDS_MANAGE_SERVER = "Only members with the **Manage Server** permission can change this server's articles."
 GUILD_ONLY = "This command works in a server, not in direct messages."
-ONE_SOURCE = "Give one of `url:` (an http(s) address) or `file:` (a .txt, .md or .html attachment)."
+ONE_SOURCE = ("Give exactly one of `url:` (an http(s) address), `file:` (a .txt, .md or .html attachment), "
+              "`thread:` (a thread or forum post) or `pins:` (a channel whose pinned messages to add).")
 
 
 def can_manage(interaction: discord.Interaction) -> bool:
@@ -49,7 +51,9 @@ def format_report(report: IngestReport) -> str:
     lines = []
     for o in report.outcomes:
         title = escape_markdown(trim(o.title, 200))
-        if o.status == "unchanged":
+        if o.status == "removed":
+            lines.append(f"Removed: **{title}** (none of its messages with text is left).")
+        elif o.status == "unchanged":
             lines.append(f"Already indexed, unchanged: **{title}** ({o.passages} passages).")
         elif o.status == "duplicate":
             lines.append(f"Already indexed under another name: **{title}**.")
@@ -79,15 +83,21 @@ class AdminCog(commands.Cog):
     # ---- /ingest ---------------------------------------------------------------------------------
 
     @app_commands.command(name="ingest", description="Add an article to this server's index (Manage Server)")
-    @app_commands.describe(url="http(s) address of an article", file="a .txt, .md or .html file (up to 2 MB)")
+    @app_commands.describe(url="http(s) address of an article", file="a .txt, .md or .html file (up to 2 MB)",
+                           thread="a thread or forum post: its messages become one article",
+                           pins="a channel: its pinned messages become one article")
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def ingest(self, interaction: discord.Interaction, url: str | None = None,
-                     file: discord.Attachment | None = None) -> None:
+                     file: discord.Attachment | None = None, thread: app_commands.AppCommandThread | None = None,
+                     pins: app_commands.AppCommandChannel | app_commands.AppCommandThread | None = None) -> None:
         if await self._refuse_unless_manager(interaction):
             return
-        if (url is None) == (file is None):
+        if sum(x is not None for x in (url, file, thread, pins)) != 1:
             await interaction.response.send_message(ONE_SOURCE, ephemeral=True)
+            return
+        if thread is not None or pins is not None:
+            await self._ingest_channel(interaction, thread, pins)
             return
         if file is not None:  # refuse before downloading anything
             suffix = PurePosixPath(file.filename).suffix.lower()
@@ -125,6 +135,37 @@ class AdminCog(commands.Cog):
             text = user_message(exc)
         else:
             text = format_report(report)
+        await interaction.edit_original_response(content=trim(text, 2000))
+
+    async def _ingest_channel(self, interaction: discord.Interaction, thread: app_commands.AppCommandThread | None,
+                              pins: app_commands.AppCommandChannel | app_commands.AppCommandThread | None) -> None:
+        """`/ingest thread:` and `/ingest pins:`: the messages become one document (bot/harvest.py)."""
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        picked = thread or pins
+        assert picked is not None and interaction.guild is not None
+        guild = interaction.guild
+        try:
+            channel = guild.get_channel_or_thread(picked.id) or await guild.fetch_channel(picked.id)
+            await interaction.edit_original_response(content=f"Reading {channel.mention}…")
+            if thread is not None:
+                if not isinstance(channel, discord.Thread):
+                    raise harvest.CannotRead(f"{channel.mention} is not a thread or forum post.")
+                read = await harvest.read_thread(channel, guild.me)
+            else:
+                read = await harvest.read_pins(channel, guild.me)
+            await interaction.edit_original_response(content=f"Indexing {channel.mention}…")
+            report = await harvest.ingest_harvest(self.service, read, guild_scope(interaction.guild_id))
+        except discord.Forbidden:
+            text = harvest.needs_history(f"<#{picked.id}>")
+        except discord.HTTPException as exc:
+            text = f"Discord would not give me that channel ({exc.status}); please try again."
+        except Exception as exc:  # noqa: BLE001 - CannotRead, IndexBusy, bugs: all become user text
+            if not isinstance(exc, QabotError):
+                log.exception("ingest of channel %s failed", picked.id)
+            text = user_message(exc)
+        else:
+            text = "\n".join([*harvest.harvest_notes(read, intent=self.bot.intents.message_content),
+                              format_report(report)])
         await interaction.edit_original_response(content=trim(text, 2000))
 
     # ---- /forget ---------------------------------------------------------------------------------

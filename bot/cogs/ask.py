@@ -38,6 +38,10 @@ THREAD_NAME_MAX = 100
 HISTORY_TURNS = 5  # earlier turns of a conversation handed to the answerer
 EMPTY_QUESTION = "Ask me a question about the articles, e.g. `@qabot why did Egypt cut ties with Iran?`"
 FORGOTTEN = "I no longer have the record of this answer; please ask the question again."
+ASK_MENU = "Ask qabot"  # the message context menu (Apps → Ask qabot)
+NO_TEXT = "That message has no text to ask about."
+UNREADABLE = ("I can't read the text of the message you replied to (Discord sends it to me only with the "
+              f"Message Content intent): use **Apps → {ASK_MENU}** on it instead.")
 
 
 def rate_notice(retry_after: float) -> str:
@@ -108,9 +112,13 @@ class AskCog(commands.Cog):
 
     async def cog_load(self) -> None:
         self.bot.add_dynamic_items(AnswerButton)
+        # A context menu cannot be a cog method: it is built here and added to the tree by hand.
+        self.ask_menu = app_commands.ContextMenu(name=ASK_MENU, callback=self.ask_about_message)
+        self.bot.tree.add_command(self.ask_menu)
 
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(AnswerButton)
+        self.bot.tree.remove_command(ASK_MENU, type=discord.AppCommandType.message)
 
     # ---- core ------------------------------------------------------------------------------------
 
@@ -250,6 +258,35 @@ class AskCog(commands.Cog):
         await self.remember(sent, result, conversation=None, asker_id=interaction.user.id,
                             guild_id=interaction.guild_id)
 
+    # ---- Apps → Ask qabot ----------------------------------------------------------------------------
+
+    async def ask_about_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        """Someone else's message as the question. Discord sends the message with the interaction, text
+        included, so this works without the Message Content intent."""
+        question = self._question(message)
+        if not question:
+            await interaction.response.send_message(NO_TEXT, ephemeral=True)
+            return
+        try:
+            QAService.validate_question(question)
+        except QabotError as exc:
+            await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
+            return
+        exempt = interaction.guild_id is not None and interaction.permissions.manage_guild
+        wait = self.retry_after(interaction.user.id, exempt=exempt)
+        if wait:
+            await interaction.response.send_message(rate_notice(wait), ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        result = await self.answer(question, interaction.guild_id)
+        if isinstance(result, str):
+            await tell(interaction, result)
+            return
+        sent = await interaction.followup.send(content=f"About {message.jump_url}", **self._payload(result),
+                                               wait=True)
+        await self.remember(sent, result, conversation=None, asker_id=interaction.user.id,
+                            guild_id=interaction.guild_id)
+
     # ---- messages --------------------------------------------------------------------------------
 
     async def route(self, message: discord.Message) -> Route | None:
@@ -284,6 +321,24 @@ class AskCog(commands.Cog):
             text = re.sub(rf"<@!?{me.id}>", " ", text)
         return " ".join(text.split())
 
+    async def _replied_question(self, message: discord.Message) -> tuple[str, str]:
+        """(question, "") from the message ``message`` replies to, or ("", why there is none to ask)."""
+        ref = message.reference
+        assert ref is not None
+        replied = ref.resolved
+        if replied is None and ref.message_id is not None and ref.channel_id == message.channel.id:
+            try:  # Discord left the reference unresolved: fetch it
+                replied = await message.channel.fetch_message(ref.message_id)
+            except discord.HTTPException as exc:
+                log.info("could not fetch the replied-to message %s: %s", ref.message_id, exc)
+        me = self.bot.user
+        if not isinstance(replied, discord.Message) or (me is not None and replied.author.id == me.id):
+            return "", EMPTY_QUESTION  # deleted, not found, or the bot's own message
+        question = self._question(replied)
+        if question:
+            return question, ""
+        return "", NO_TEXT if self.bot.intents.message_content else UNREADABLE
+
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot:
@@ -302,6 +357,12 @@ class AskCog(commands.Cog):
         if route is None:
             return
         question = self._question(message)
+        if not question and route.parent is None and message.reference is not None:
+            # A bare @qabot in a reply to someone's message: that message is the question.
+            question, why = await self._replied_question(message)
+            if why:
+                await message.reply(why, mention_author=False)
+                return
         if not question:
             await message.reply(EMPTY_QUESTION, mention_author=False)
             return

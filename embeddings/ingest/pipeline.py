@@ -27,6 +27,7 @@ from embeddings.text.extract import (
     SUPPORTED_EXTENSIONS,
     Deadline,
     ExtractedArticle,
+    article_from_paragraphs,
     extract,
     kind_for_path,
 )
@@ -58,7 +59,7 @@ class DocOutcome:
     name: str
     doc_key: str
     title: str
-    status: str  # "added" | "updated" | "unchanged" | "duplicate"
+    status: str  # "added" | "updated" | "unchanged" | "duplicate" | "removed"
     passages: int
 
 
@@ -353,6 +354,29 @@ class Ingestor:
         deadline = Deadline(UPLOAD_TIME_BUDGET_S if time_budget is None else time_budget, name)
         try:
             article = extract(data, kind=kind, name=name, deadline=deadline)
+        except QabotError as exc:
+            return IngestReport(failures=(Failure(name, _strip_name(str(exc), name)),))
+        return self._run([(SourceRef(name, source, False), article)], [], scope, False, None, deadline=deadline)
+
+    def ingest_paragraphs(self, *, title: str, paragraphs: Sequence[str], source: str, scope: str,
+                          outlet: str | None = None, published: str | None = None,
+                          time_budget: float | None = None) -> IngestReport:
+        """One document given as title and paragraphs (a Discord thread, a channel's pins), identified by
+        ``source``. Ingesting the same source again replaces it, so edited paragraphs are updated and deleted
+        ones disappear; with no paragraph left, the stored document of that source is removed ("removed")."""
+        name = title or source
+        deadline = Deadline(UPLOAD_TIME_BUDGET_S if time_budget is None else time_budget, name)
+        kept = [p for p in paragraphs if p.strip()]
+        if not kept:
+            existing = self.index.store.document_by_source(scope, source)
+            if existing is None:
+                return IngestReport(failures=(Failure(name, "no text to index"),))
+            with self.index.writer() as writer:
+                writer.delete_document(existing.id)
+            return IngestReport(outcomes=(DocOutcome(name, existing.doc_key, existing.title, "removed", 0),))
+        try:
+            article = article_from_paragraphs(title, kept, name=name, outlet=outlet, published=published,
+                                              deadline=deadline)
         except QabotError as exc:
             return IngestReport(failures=(Failure(name, _strip_name(str(exc), name)),))
         return self._run([(SourceRef(name, source, False), article)], [], scope, False, None, deadline=deadline)

@@ -11,6 +11,7 @@ import re
 import time
 import unicodedata
 from bisect import bisect_left
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -383,3 +384,24 @@ def _trafilatura(html: str, url: str | None) -> dict[str, Any]:
     if doc is None:
         return {}
     return doc if isinstance(doc, dict) else doc.as_dict()
+
+
+def article_from_paragraphs(title: str, paragraphs: Sequence[str], *, name: str, outlet: str | None = None,
+                            published: str | None = None, deadline: Deadline | None = None) -> ExtractedArticle:
+    """A document given as its title and its paragraphs, e.g. a Discord thread (one paragraph per message).
+    Each paragraph is read as Markdown (Discord's formatting: inline markup stripped, code kept as text, a
+    paragraph with blank lines or line breaks split); nothing is guessed: no title is taken from the text and
+    no paragraph is dropped as boilerplate (chat messages are short, and "thanks!" is not page furniture)."""
+    label = _label(name)
+    size = sum(len(p.encode("utf-8", "surrogatepass")) for p in paragraphs)
+    if size > MAX_INPUT_BYTES:
+        raise UnsupportedInput(f"{label}: {size:,} bytes of text, over the {MAX_INPUT_BYTES:,}-byte limit")
+    paras: list[str] = []
+    for p in paragraphs:
+        if deadline is not None:
+            deadline.check()
+        paras += _paragraphs(_normalise(p), markdown=True, deadline=deadline)[0]
+    if not paras:
+        raise EmptyDocument(f"{label}: no text to index")
+    return ExtractedArticle(title=" ".join(_normalise(title).split()), text="\n\n".join(paras),
+                            outlet=outlet, published=published, kind="markdown")

@@ -47,7 +47,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import discord
@@ -397,6 +397,7 @@ class FakeDiscord:
         self._changed = asyncio.Condition()
         self._rate_limits: list[_RateLimit] = []
         self._dm_channels: dict[int, int] = {}
+        self.pinned_at: dict[int, str] = {}  # message id -> when it was pinned (see "history, pins, threads")
         self._server: TestServer | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -434,6 +435,7 @@ class FakeDiscord:
             ("PUT", "/applications/{app}/guilds/{gid}/commands", self._put_commands),
             ("POST", "/applications/{app}/guilds/{gid}/commands", self._post_command),
         ]
+        routes[:0] = self._history_routes()  # first: /messages/pins must not match /messages/{mid}
         for method, path, handler in routes:
             app.router.add_route(method, r + path, handler)
         self._server = TestServer(app, host="127.0.0.1")
@@ -953,6 +955,8 @@ class FakeDiscord:
         mention_author: bool = True,
         embeds: list[dict[str, Any]] = (),
         attachments: list[dict[str, Any]] = (),
+        message_id: int | None = None,
+        resolve_reference: bool = True,
     ) -> dict[str, Any] | None:
         """A user posts a message: push a realistic MESSAGE_CREATE (mentions parsed from the content,
         member for guild messages, reply reference). Guild is taken from the channel if known; an
@@ -965,7 +969,7 @@ class FakeDiscord:
             self._channel_obj(channel_id, guild_id)
         mentions = self._resolve_mentions(content, None)
         msg: dict[str, Any] = {
-            "id": str(self.snowflake()),
+            "id": str(message_id or self.snowflake()),
             "channel_id": str(channel_id),
             "author": author_obj,
             "content": content,
@@ -987,7 +991,7 @@ class FakeDiscord:
             msg["message_reference"] = {"type": 0, "message_id": str(reply_to), "channel_id": str(channel_id)}
             if guild_id:
                 msg["message_reference"]["guild_id"] = str(guild_id)
-            if ref is not None:
+            if ref is not None and resolve_reference:  # Discord may leave it out (then the bot fetches it)
                 msg["referenced_message"] = ref
                 if mention_author and ref["author"]["id"] not in {u["id"] for u in msg["mentions"]}:
                     msg["mentions"].append(ref["author"])
@@ -1000,6 +1004,8 @@ class FakeDiscord:
         is_bot = int(author_obj["id"]) == self.bot_id
         if guild_id and not (self.intents or 0) & INTENT_MESSAGE_CONTENT and not bot_mentioned and not is_bot:
             delivered.update(content="", embeds=[], attachments=[], components=[])
+        if isinstance(delivered.get("referenced_message"), dict):  # the replied-to message follows the same rule
+            delivered["referenced_message"] = self._as_read(delivered["referenced_message"])
         frame = await self.dispatch("MESSAGE_CREATE", delivered)
         return delivered if frame else None
 
@@ -1744,7 +1750,9 @@ class FakeDiscord:
     def _command_errors(self, cmd: dict[str, Any]) -> dict[str, Any]:
         errors: dict[str, Any] = {}
         name, ctype = cmd.get("name", ""), cmd.get("type", 1)
-        if not self._NAME.match(name) or (ctype == 1 and name != name.lower()):
+        # User and message commands (types 2, 3) may be mixed case and contain spaces, 1-32 characters.
+        valid = self._NAME.match(name) if ctype == 1 else 1 <= len(name) <= 32 and name == name.strip()
+        if not valid or (ctype == 1 and name != name.lower()):
             errors["name"] = _err("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
         if ctype == 1 and not 1 <= len(cmd.get("description", "")) <= 100:
             errors["description"] = _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
@@ -1809,3 +1817,254 @@ class FakeDiscord:
         stored = self._store_command(scope, cmd, existing)
         self.commands[scope] = [c for c in existing if c["id"] != stored["id"]] + [stored]
         return _json_response(stored, 201)
+
+    # ==============================================================================================
+    # History, pins, threads, forum posts, message commands (issue 15 items 5-6: asking about a
+    # message, learning from Discord). Kept in one section to ease merging.
+    # - GET /channels/{id}/messages: before / after / around / limit (1-100, default 50), newest first
+    #   as Discord answers (also for ``after``: the oldest ``limit`` after it, sorted newest first);
+    # - GET /channels/{id}/messages/pins: before (ISO time of a pin) / limit (1-50), newest pin first,
+    #   ``{"items": [{"pinned_at", "message"}], "has_more"}`` (the API discord.py 2.6+ uses);
+    # - both: 403/50001 without View Channel; without Read Message History no messages at all (Discord
+    #   answers 200 with none); without the Message Content intent, content, embeds and attachments of
+    #   other users' messages that don't mention the bot come back blank, as on the gateway;
+    # - the bot's permissions in a channel: its roles, then the channel's overwrites (a thread's are its
+    #   parent's), as Discord computes them;
+    # - threads users start (from a message: the thread has the message's id and a type-21 starter
+    #   message), forum channels (type 15) and forum posts (a type-11 thread whose starter message has
+    #   the thread's id), edits, deletions and pins of user messages (with their gateway events);
+    # - message context menu commands (interaction type 2, data.type 3, target_id, resolved.messages).
+    # ==============================================================================================
+
+    PERM_ADMINISTRATOR = 1 << 3
+    PERM_VIEW_CHANNEL = 1 << 10
+    PERM_READ_MESSAGE_HISTORY = 1 << 16
+
+    def _history_routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        return [
+            ("GET", "/channels/{cid}/messages/pins", self._get_pins),
+            ("GET", "/channels/{cid}/messages", self._get_history),
+        ]
+
+    def bot_permissions(self, channel_id: int) -> int:
+        """The bot's permissions in a guild channel or thread: @everyone and its role, then the overwrites
+        of the channel (a thread's parent) for @everyone, its role and itself; Administrator is everything."""
+        ch = self.channels[channel_id]
+        gid = int(ch["guild_id"])
+        if ch.get("type") in (10, 11, 12):
+            ch = self.channels[int(ch["parent_id"])]
+        roles = {int(r["id"]): int(r["permissions"]) for r in self.guilds[gid]["roles"]}
+        mine = {gid, gid + 1}
+        perms = 0
+        for rid in mine:
+            perms |= roles.get(rid, 0)
+        if perms & self.PERM_ADMINISTRATOR:
+            return ALL_PERMISSIONS
+        overwrites = {int(o["id"]): o for o in ch.get("permission_overwrites") or []}
+        layers = [overwrites.get(gid)]
+        role_ow = [overwrites[r] for r in mine - {gid} if r in overwrites]
+        if role_ow:
+            layers.append({"deny": sum(int(o["deny"]) for o in role_ow), "allow": sum(int(o["allow"]) for o in role_ow)})
+        layers.append(overwrites.get(self.bot_id))
+        for ow in layers:
+            if ow is not None:
+                perms = (perms & ~int(ow["deny"])) | int(ow["allow"])
+        return perms
+
+    async def set_bot_overwrite(self, channel_id: int, *, deny: int = 0, allow: int = 0,
+                                notify: bool = True) -> None:
+        """Set the bot role's overwrite on a channel; ``notify`` sends CHANNEL_UPDATE as Discord does (without
+        it the client's cache is stale: only the REST answers change)."""
+        ch = self.channels[channel_id]
+        role = str(int(ch["guild_id"]) + 1)
+        ows = [o for o in ch.get("permission_overwrites") or [] if o["id"] != role]
+        ch["permission_overwrites"] = ows + [{"id": role, "type": 0, "allow": str(allow), "deny": str(deny)}]
+        if notify and self._live.is_set():
+            await self.dispatch("CHANNEL_UPDATE", ch)
+
+    def _readable(self, ch: dict[str, Any]) -> bool:
+        """403/50001 without View Channel; False (no messages) without Read Message History."""
+        if not ch.get("guild_id"):
+            return True
+        perms = self.bot_permissions(int(ch["id"]))
+        if not perms & self.PERM_VIEW_CHANNEL:
+            raise DiscordError(403, 50001, "Missing Access")
+        return bool(perms & self.PERM_READ_MESSAGE_HISTORY)
+
+    def _as_read(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """A stored message as a REST read returns it to the bot (content blanked without the intent)."""
+        out = dict(msg)
+        ref = msg.get("message_reference") or {}
+        if "referenced_message" in msg and ref.get("message_id"):  # as it is now: null once deleted
+            current = self.messages.get(int(ref["message_id"]))
+            out["referenced_message"] = self._as_read(current) if current is not None else None
+        if (self.intents or 0) & INTENT_MESSAGE_CONTENT or not self._guild_of(int(msg["channel_id"])):
+            return out
+        mentioned = any(int(u["id"]) == self.bot_id for u in msg.get("mentions") or [])
+        if int(msg["author"]["id"]) != self.bot_id and not mentioned:
+            out.update(content="", embeds=[], attachments=[], components=[])
+        return out
+
+    def channel_messages(self, channel_id: int) -> list[dict[str, Any]]:
+        """Messages of a channel or thread, oldest first (ephemeral ones are nobody's history)."""
+        return sorted((m for m in self.messages.values() if int(m["channel_id"]) == channel_id
+                       and not m.get("flags", 0) & FLAG_EPHEMERAL), key=lambda m: int(m["id"]))
+
+    @staticmethod
+    def _limit(query: Any, default: int, most: int) -> int:
+        try:
+            limit = int(query.get("limit", default))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= most:
+            raise DiscordError(400, 50035, "Invalid Form Body",
+                               {"limit": _err("NUMBER_TYPE_MAX", f"int value should be between 1 and {most}.")})
+        return limit
+
+    async def _get_history(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        limit = self._limit(request.query, 50, 100)
+        if not self._readable(ch):
+            return _json_response([])
+        msgs = self.channel_messages(int(ch["id"]))
+        q = request.query
+        if "before" in q:
+            msgs = [m for m in msgs if int(m["id"]) < int(q["before"])][-limit:]
+        elif "after" in q:
+            msgs = [m for m in msgs if int(m["id"]) > int(q["after"])][:limit]
+        elif "around" in q:
+            pivot = int(q["around"])
+            older = [m for m in msgs if int(m["id"]) < pivot][-(limit // 2):] if limit > 1 else []
+            newer = [m for m in msgs if int(m["id"]) >= pivot][: limit - len(older)]
+            msgs = older + newer
+        else:
+            msgs = msgs[-limit:]
+        return _json_response([self._as_read(m) for m in reversed(msgs)])
+
+    async def _get_pins(self, request: web.Request) -> web.Response:
+        ch = self._channel(request)
+        limit = self._limit(request.query, 50, 50)
+        if not self._readable(ch):
+            return _json_response({"items": [], "has_more": False})
+        pins = sorted(((self.pinned_at[int(m["id"])], m) for m in self.channel_messages(int(ch["id"]))
+                       if m.get("pinned") and int(m["id"]) in self.pinned_at), key=lambda p: p[0], reverse=True)
+        if "before" in request.query:
+            before = datetime.fromisoformat(request.query["before"])
+            pins = [p for p in pins if datetime.fromisoformat(p[0]) < before]
+        items = [{"pinned_at": at, "message": self._as_read(m)} for at, m in pins[:limit]]
+        return _json_response({"items": items, "has_more": len(pins) > limit})
+
+    # ---- users' threads, forum posts, edits, deletions, pins ----------------------------------------
+
+    @staticmethod
+    def forum_channel(channel_id: int, name: str = "help-forum") -> dict[str, Any]:
+        """A forum channel (type 15) for ``guild_create(channels=[...])``."""
+        return {"id": channel_id, "type": 15, "name": name, "available_tags": [], "default_sort_order": None,
+                "default_forum_layout": 0, "default_reaction_emoji": None, "default_thread_rate_limit_per_user": 0,
+                "flags": 0, "topic": None}
+
+    async def thread_create(self, parent_id: int, name: str, *, owner: int | None = None,
+                            from_message: int | None = None, thread_id: int | None = None) -> dict[str, Any]:
+        """A user starts a public thread (type 11) in a text or forum channel. From a message: the thread has
+        the message's id and opens with a type-21 starter message referencing it, as on Discord."""
+        parent = self.channels[parent_id]
+        owner_id = owner or self.default_user_id
+        tid = from_message or thread_id or self.snowflake()
+        now = _now_iso()
+        thread = {
+            "id": str(tid), "type": 11, "guild_id": parent["guild_id"], "parent_id": parent["id"],
+            "owner_id": str(owner_id), "name": name, "last_message_id": None, "rate_limit_per_user": 0,
+            "message_count": 0, "member_count": 1, "total_message_sent": 0, "flags": 0, "applied_tags": [],
+            "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "archive_timestamp": now,
+                                "locked": False, "create_timestamp": now},
+        }
+        self.channels[tid] = thread
+        if from_message is not None:
+            source = self.messages[from_message]
+            source["thread"] = thread
+            starter = {
+                "id": str(self.snowflake()), "channel_id": str(tid), "author": self.user(owner_id), "content": "",
+                "timestamp": now, "edited_timestamp": None, "tts": False, "mention_everyone": False,
+                "mentions": [], "mention_roles": [], "mention_channels": [], "attachments": [], "embeds": [],
+                "components": [], "pinned": False, "type": 21, "flags": 0,
+                "message_reference": {"type": 0, "message_id": str(from_message), "channel_id": parent["id"],
+                                      "guild_id": parent["guild_id"]},
+                "referenced_message": source,
+            }
+            self.messages[int(starter["id"])] = starter
+        if self._live.is_set():
+            await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return thread
+
+    async def forum_post(self, forum_id: int, name: str, content: str, *,
+                         author: int | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """A user opens a forum post: a thread in the forum whose starter message has the thread's id."""
+        tid = self.snowflake()
+        thread = await self.thread_create(forum_id, name, owner=author, thread_id=tid)
+        return thread, await self.message_create(content, channel_id=tid, author=author, message_id=tid)
+
+    async def message_edit(self, message_id: int, content: str) -> dict[str, Any]:
+        """A user edits their message: stored, and MESSAGE_UPDATE sent."""
+        msg = self.messages[message_id]
+        msg.update(content=content, edited_timestamp=_now_iso(), **self._resolve_mentions(content, None))
+        event = {**self._as_read(msg)}
+        if gid := self._guild_of(int(msg["channel_id"])):
+            event["guild_id"] = str(gid)
+        await self.dispatch("MESSAGE_UPDATE", event)
+        return msg
+
+    async def message_delete(self, message_id: int) -> None:
+        """A message is deleted: gone from history, MESSAGE_DELETE sent."""
+        msg = self.messages.pop(message_id)
+        self.pinned_at.pop(message_id, None)
+        event = {"id": msg["id"], "channel_id": msg["channel_id"]}
+        if gid := self._guild_of(int(msg["channel_id"])):
+            event["guild_id"] = str(gid)
+        await self.dispatch("MESSAGE_DELETE", event)
+
+    async def pin(self, message_id: int, pinned: bool = True) -> None:
+        """Someone pins (or unpins) a message: CHANNEL_PINS_UPDATE sent."""
+        msg = self.messages[message_id]
+        msg["pinned"] = pinned
+        if pinned:  # strictly increasing, so that paging by ``before`` never skips a pin made in the same µs
+            at = datetime.now(UTC)
+            latest = max(map(datetime.fromisoformat, self.pinned_at.values()), default=None)
+            if latest is not None and at <= latest:
+                at = latest + timedelta(microseconds=1)
+            self.pinned_at[message_id] = at.isoformat()
+        else:
+            self.pinned_at.pop(message_id, None)
+        event: dict[str, Any] = {"channel_id": msg["channel_id"],
+                                 "last_pin_timestamp": max(self.pinned_at.values(), default=None)}
+        if gid := self._guild_of(int(msg["channel_id"])):
+            event["guild_id"] = str(gid)
+        await self.dispatch("CHANNEL_PINS_UPDATE", event)
+
+    def resolved_channel(self, channel_id: int, permissions: int) -> dict[str, Any]:
+        """A channel as a command option's ``resolved.channels`` entry: partial (no overwrites), with the
+        invoking member's permissions; a thread keeps its thread fields (owner, counts, metadata)."""
+        ch = self.channels[channel_id]
+        keep = ("id", "name", "type", "parent_id", "guild_id", "flags", "last_message_id", "rate_limit_per_user",
+                "owner_id", "member_count", "message_count", "total_message_sent", "thread_metadata",
+                "applied_tags", "topic", "nsfw", "position")
+        return {**{k: ch[k] for k in keep if k in ch}, "permissions": str(permissions)}
+
+    async def message_command(
+        self,
+        name: str,
+        message_id: int,
+        *,
+        user: int | dict[str, Any] | None = None,
+        permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
+        app_permissions: int = ALL_PERMISSIONS,
+    ) -> dict[str, Any]:
+        """A user picks ``name`` from a message's Apps menu (interaction type 2, command type 3). Discord sends
+        the message resolved, with its content whether or not the bot has the Message Content intent."""
+        message = self.messages[message_id]
+        channel_id = int(message["channel_id"])
+        guild_id = self._guild_of(channel_id)
+        data = {"id": self._command_id(name, guild_id), "name": name, "type": 3, "target_id": str(message_id),
+                "resolved": {"messages": {str(message_id): message}}}
+        return await self.interaction_create(self._interaction_payload(
+            2, data, channel_id=channel_id, guild_id=guild_id, user=user, permissions=permissions,
+            app_permissions=app_permissions))

@@ -1,0 +1,205 @@
+"""Reading what a server wrote, for qabot to learn it: a thread or forum post, a channel's pins, one message
+(its text, its text attachments, its links). Discord in, plain ChatMessages out; bot/discord_docs.py decides
+what becomes a document and QAService.ingest_text stores it (in a worker thread), in the server's scope.
+
+History is read over REST, which needs View Channel and Read Message History in that channel (without the
+latter Discord silently returns no messages, so the bot checks its permissions first and says which are
+missing). Links go through QAService.ingest_urls only: http(s), public addresses, never a local file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+import discord
+
+from bot.discord_docs import (
+    ChatDocument,
+    ChatMessage,
+    attachment_source,
+    links,
+    message_document,
+    pins_document,
+    thread_document,
+)
+from bot.render import trim
+from embeddings.errors import QabotError
+from embeddings.service import SUPPORTED_EXTENSIONS, Failure, IngestReport, QAService
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGES = 2000  # messages of one thread (or pins of one channel) read into one document
+MAX_LINKS = 5  # links of one message fetched by "Add to qabot's articles"
+_CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+_PINNABLE = (discord.TextChannel, discord.Thread, discord.VoiceChannel, discord.StageChannel)
+
+
+class CannotRead(QabotError):
+    """Discord would not let the bot read a channel's messages (the message says what to fix)."""
+
+
+def needs_history(where: str) -> str:
+    return (f"I can't read the messages of {where}: give qabot **View Channel** and **Read Message History** "
+            "there, then try again.")
+
+
+NEEDS_INTENT = ("Discord sent me these messages without their text: reading them needs the **Message Content** "
+                "intent (developer portal → your app → Bot → Privileged Gateway Intents).")
+
+
+def chat_message(message: discord.Message) -> ChatMessage:
+    # clean_content shows <@id> mentions as @name (from the message's own mention data, no lookups)
+    return ChatMessage(id=message.id, text=message.clean_content, by_bot=message.author.bot,
+                       created=message.created_at)
+
+
+@dataclass(frozen=True)
+class Harvest:
+    document: ChatDocument
+    truncated: bool = False  # more than MAX_MESSAGES: only the first were read
+    blank: int = 0  # people's messages that came without text (no Message Content intent, or image-only)
+
+
+def check_readable(channel: discord.Thread | discord.abc.GuildChannel, me: discord.Member | None) -> None:
+    """CannotRead unless the bot may read the channel's history (a thread's permissions are its parent's)."""
+    if me is None:  # the bot's member is not cached: let Discord answer (a 403 becomes CannotRead)
+        return
+    try:
+        perms = channel.permissions_for(me)
+    except discord.ClientException:  # a thread whose parent is not cached: let Discord answer
+        return
+    if not (perms.view_channel and perms.read_message_history):
+        raise CannotRead(needs_history(channel.mention))
+
+
+async def _starter(thread: discord.Thread, message: discord.Message) -> discord.Message | None:
+    """The message a thread was started from (its first entry in the thread is a type-21 pointer to it)."""
+    ref = message.reference
+    if ref is not None and isinstance(ref.resolved, discord.Message):
+        return ref.resolved
+    parent = thread.parent
+    if not isinstance(parent, discord.TextChannel):
+        return None
+    try:
+        return await parent.fetch_message(ref.message_id if ref and ref.message_id else thread.id)
+    except discord.HTTPException as exc:  # deleted, or not readable: the thread's own messages remain
+        log.info("thread %s: starter message unavailable: %s", thread.id, exc)
+        return None
+
+
+def _blank(messages: Sequence[discord.Message]) -> int:
+    return sum(1 for m in messages if not m.author.bot and not m.content.strip())
+
+
+async def read_thread(thread: discord.Thread, me: discord.Member | None) -> Harvest:
+    """A thread or forum post as one document: the starter message and every message after it."""
+    check_readable(thread, me)
+    try:
+        history = [m async for m in thread.history(limit=MAX_MESSAGES + 1, oldest_first=True)]
+    except discord.Forbidden as exc:
+        raise CannotRead(needs_history(thread.mention)) from exc
+    truncated = len(history) > MAX_MESSAGES
+    chosen: list[discord.Message] = []
+    for m in history[:MAX_MESSAGES]:
+        if m.type is discord.MessageType.thread_starter_message:
+            starter = await _starter(thread, m)
+            if starter is not None:
+                chosen.append(starter)
+        elif m.type in _CHAT_TYPES:
+            chosen.append(m)
+    parent = thread.parent.name if thread.parent is not None else None
+    doc = thread_document(thread.name, thread.jump_url, map(chat_message, chosen), parent=parent)
+    return Harvest(doc, truncated, _blank(chosen))
+
+
+async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member | None) -> Harvest:
+    """A channel's (or thread's) pinned messages as one document."""
+    if not isinstance(channel, _PINNABLE):
+        raise CannotRead(f"{channel.mention} has no pinned messages to read: pick a text channel or a thread.")
+    check_readable(channel, me)
+    try:
+        pinned = [m async for m in channel.pins(limit=MAX_MESSAGES + 1)]
+    except discord.Forbidden as exc:
+        raise CannotRead(needs_history(channel.mention)) from exc
+    doc = pins_document(channel.name, channel.jump_url, map(chat_message, pinned[:MAX_MESSAGES]))
+    return Harvest(doc, len(pinned) > MAX_MESSAGES, _blank(pinned[:MAX_MESSAGES]))
+
+
+async def ingest_harvest(service: QAService, harvest: Harvest, scope: str) -> IngestReport:
+    doc = harvest.document
+    return await asyncio.to_thread(service.ingest_text, doc.title, doc.paragraphs, source=doc.source, scope=scope,
+                                   outlet=doc.outlet, published=doc.published)
+
+
+def harvest_notes(harvest: Harvest, *, intent: bool) -> list[str]:
+    """What the report adds about the reading itself."""
+    notes = []
+    if not harvest.document.paragraphs and harvest.blank and not intent:
+        notes.append(NEEDS_INTENT)
+    if harvest.truncated:
+        notes.append(f"Only the first {MAX_MESSAGES} messages were read.")
+    return notes
+
+
+# ---- one message: "Add to qabot's articles" ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageParts:
+    document: ChatDocument | None
+    files: tuple[discord.Attachment, ...]
+    urls: tuple[str, ...]
+    skipped: tuple[str, ...]  # why an attachment or link was left out, one line each
+
+    @property
+    def empty(self) -> bool:
+        return self.document is None and not self.files and not self.urls
+
+
+def message_parts(message: discord.Message, max_bytes: int) -> MessageParts:
+    """What of a message can be learnt, decided before anything is downloaded."""
+    files, skipped = [], []
+    for a in message.attachments:
+        if PurePosixPath(a.filename).suffix.lower() not in SUPPORTED_EXTENSIONS:
+            skipped.append(f"`{trim(a.filename, 100)}`: not a {', '.join(SUPPORTED_EXTENSIONS)} file")
+        elif a.size > max_bytes:
+            skipped.append(f"`{trim(a.filename, 100)}`: over the {max_bytes // 2**20} MB limit")
+        else:
+            files.append(a)
+    urls = links(message.content)
+    if len(urls) > MAX_LINKS:
+        skipped.append(f"{len(urls) - MAX_LINKS} more links (at most {MAX_LINKS} a message)")
+    channel = getattr(message.channel, "name", None)
+    doc = message_document(chat_message(message), message.jump_url, channel=channel,
+                           brings_more=bool(files or urls))
+    return MessageParts(doc, tuple(files), tuple(urls[:MAX_LINKS]), tuple(skipped))
+
+
+async def ingest_message(service: QAService, message: discord.Message, parts: MessageParts, scope: str,
+                         max_bytes: int) -> IngestReport:
+    """The message's own text, then its attachments, then its links; one report for all."""
+    reports: list[IngestReport] = []
+    doc = parts.document
+    if doc is not None:
+        reports.append(await asyncio.to_thread(service.ingest_text, doc.title, doc.paragraphs, source=doc.source,
+                                               scope=scope, outlet=doc.outlet, published=doc.published))
+    for a in parts.files:
+        try:
+            data = await a.read()
+        except discord.HTTPException as exc:
+            reports.append(IngestReport(failures=(Failure(a.filename, f"download failed ({exc.status})"),)))
+            continue
+        if len(data) > max_bytes:  # the size Discord announced was wrong
+            reports.append(IngestReport(failures=(Failure(a.filename, f"over the {max_bytes // 2**20} MB limit"),)))
+            continue
+        reports.append(await asyncio.to_thread(service.ingest_upload, data, name=a.filename, scope=scope,
+                                               source=attachment_source(message.jump_url, a.filename)))
+    if parts.urls:
+        # Never service.ingest: it reads paths. ingest_urls refuses anything but public http(s) addresses.
+        reports.append(await asyncio.to_thread(service.ingest_urls, list(parts.urls), scope=scope))
+    return IngestReport(outcomes=tuple(o for r in reports for o in r.outcomes),
+                        failures=tuple(f for r in reports for f in r.failures))
+
