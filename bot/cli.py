@@ -37,16 +37,17 @@ def _style(out: TextIO) -> tuple[str, str, str]:
 
 
 def render_answer(answer, out: TextIO) -> None:
-    from embeddings.models import NOT_FOUND
+    from embeddings.models import NOT_FOUND, NOT_FOUND_HINT
 
     bold, dim, reset = _style(out)
     if answer.interpreted_as:
         print(f"{dim}read as: {answer.interpreted_as}{reset}", file=out)
     if not answer.found:
         print(NOT_FOUND, file=out)
-        if answer.passages:
-            p = answer.passages[0]
-            print(f"{dim}Closest passage (not an answer): {p.citation.short()}{reset}", file=out)
+        if answer.suggestions:  # the closest articles (not answers): where the question might be asked better
+            print(f"{dim}{NOT_FOUND_HINT}{reset}", file=out)
+            for title in answer.suggestions:
+                print(f"{dim}  - {title}{reset}", file=out)
         return
     print(f"{bold}{answer.text}{reset}\n", file=out)
     p = answer.best_passage
