@@ -20,6 +20,7 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.feedback import FORGOTTEN, record_vote
 from bot.failures import SOMETHING_BROKE, report, tell
 from bot.ratelimit import TokenBucket
 from bot.render import render_answer, render_sources, to_embed, trim
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 THREAD_NAME_MAX = 100
 HISTORY_TURNS = 5  # earlier turns of a conversation handed to the answerer
 EMPTY_QUESTION = "Ask me a question about the articles, e.g. `@qabot why did Egypt cut ties with Iran?`"
-FORGOTTEN = "I no longer have the record of this answer; please ask the question again."
 
 
 def rate_notice(retry_after: float) -> str:
@@ -83,11 +83,6 @@ def answer_view(answer: Answer, with_votes: bool = True) -> discord.ui.View:
         view.add_item(AnswerButton("vote:up"))
         view.add_item(AnswerButton("vote:down"))
     return view
-
-
-def feedback_thanks(vote: int, replaced: bool) -> str:
-    thumb = "\N{THUMBS UP SIGN}" if vote > 0 else "\N{THUMBS DOWN SIGN}"
-    return f"Thanks, your vote is now {thumb}." if replaced else f"Thanks for the {thumb}, it helps improve qabot."
 
 
 @dataclass(frozen=True)
@@ -218,11 +213,8 @@ class AskCog(commands.Cog):
         if action == "sources":
             await interaction.response.send_message(embed=to_embed(render_sources(answer)), ephemeral=True)
             return
-        vote = 1 if action == "vote:up" else -1
-        replaced = await asyncio.to_thread(
-            self.service.record_feedback, answer_key=str(record.message_id), user_id=interaction.user.id,
-            answer=answer, vote=vote, scope=record.scope)
-        await interaction.response.send_message(feedback_thanks(vote, replaced), ephemeral=True)
+        # 👍 / 👎: the voter's choice shown back privately, 👎's form (bot/cogs/feedback.py).
+        await record_vote(interaction, self.service, record, 1 if action == "vote:up" else -1)
 
     # ---- /ask ------------------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ class Correction:
     right: str = ""
 
     def __bool__(self) -> bool:
-        return bool(self.wrong or self.right)
+        return bool(self.wrong.strip() or self.right.strip())
 
     def to_column(self) -> str:
         """The stored form: '' for none, else a JSON object (trimmed, at most CORRECTION_CHARS each)."""
