@@ -21,6 +21,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.cogs.feedback import FORGOTTEN, record_vote
+from bot.cogs.help import empty_question_text, help_embed, is_help, known
 from bot.failures import SOMETHING_BROKE, report, tell
 from bot.ratelimit import TokenBucket
 from bot.render import render_answer, render_sources, to_embed, trim
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 THREAD_NAME_MAX = 100
 HISTORY_TURNS = 5  # earlier turns of a conversation handed to the answerer
-EMPTY_QUESTION = "Ask me a question about the articles, e.g. `@qabot why did Egypt cut ties with Iran?`"
 
 
 def rate_notice(retry_after: float) -> str:
@@ -294,8 +294,13 @@ class AskCog(commands.Cog):
         if route is None:
             return
         question = self._question(message)
-        if not question:
-            await message.reply(EMPTY_QUESTION, mention_author=False)
+        if not question or is_help(question):  # `@qabot` alone: a hint; `@qabot help`: the help (cogs/help.py)
+            k = await asyncio.to_thread(known, self.service, message.guild.id if message.guild else None)
+            if question:
+                await message.reply(embed=to_embed(help_embed(k, in_guild=message.guild is not None)),
+                                    mention_author=False)
+            else:
+                await message.reply(empty_question_text(k), mention_author=False)
             return
         if await owner_command(self.bot, message, question):
             return
