@@ -385,3 +385,32 @@ async def test_form_for_an_answer_without_a_record_says_so(fake: FakeDiscord, pr
         cb = await fake.wait_for_request("POST", "/callback", since=since)
         assert cb.json["type"] == 4 and cb.json["data"]["flags"] & FLAG_EPHEMERAL
         assert "ask the question again" in cb.json["data"]["content"]
+
+
+# ---- limits: untrusted titles and sources --------------------------------------------------------------
+
+
+def test_help_and_articles_pages_stay_within_discords_limits_with_hostile_titles() -> None:
+    from bot.cogs.help import Known, articles_page, empty_question_text, help_embed
+    from embeddings.service import DocumentRow
+    from tests.fakes.fake_discord import message_errors
+
+    def doc(i: int, title: str, source: str, **kw: Any) -> DocumentRow:
+        return DocumentRow(id=i, doc_key=f"k{i}", scope="guild:1", source=source, title=title,
+                           outlet=kw.get("outlet"), published=kw.get("published"),
+                           ingested_at="2026-12-03T10:00:00+00:00", content_hash="h")
+
+    hostile = "*_~`|[x](y) @everyone <@&1> " * 40
+    docs = [doc(i, hostile, src, outlet="_" * 500, published="`" * 500) for i, src in enumerate(
+        ["https://example.com/" + "a" * 3000, "https://example.com/a(b)", "upload:" + "\\" * 900,
+         "/srv/qabot/secret/dir/" + "z" * 900, "https://ok.example/article"] * 3)]
+    k = Known(own=docs[:8], shared=docs[8:])
+    for page in (0, 1, 5):
+        embed, shown = articles_page(k, page)
+        assert message_errors({"embeds": [embed]}) == {}, embed
+        assert "/srv/qabot/secret" not in embed["description"] and "@everyone" not in embed["description"]
+        assert shown == min(page, 1)
+    help_ = help_embed(k, in_guild=True)
+    assert message_errors({"embeds": [help_]}) == {}
+    assert "@everyone" not in json.dumps(help_) and len(empty_question_text(k)) <= 2000
+    assert "<@&1>" not in empty_question_text(k)
