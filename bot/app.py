@@ -18,7 +18,7 @@ from embeddings.settings import BotSettings
 log = logging.getLogger(__name__)
 
 # The cogs, as extensions: each module has its setup(bot), which reads bot.service and bot.settings.
-EXTENSIONS = ("bot.cogs.ask", "bot.cogs.admin", "bot.cogs.learn")
+EXTENSIONS = ("bot.cogs.ask", "bot.cogs.admin", "bot.cogs.learn", "bot.cogs.help", "bot.cogs.feedback")
 
 BAD_TOKEN = (
     "Discord rejected the token (DISCORD_TOKEN). Copy a fresh one from "

@@ -37,16 +37,17 @@ def _style(out: TextIO) -> tuple[str, str, str]:
 
 
 def render_answer(answer, out: TextIO) -> None:
-    from embeddings.models import NOT_FOUND
+    from embeddings.models import NOT_FOUND, NOT_FOUND_HINT
 
     bold, dim, reset = _style(out)
     if answer.interpreted_as:
         print(f"{dim}read as: {answer.interpreted_as}{reset}", file=out)
     if not answer.found:
         print(NOT_FOUND, file=out)
-        if answer.passages:
-            p = answer.passages[0]
-            print(f"{dim}Closest passage (not an answer): {p.citation.short()}{reset}", file=out)
+        if answer.suggestions:  # the closest articles (not answers): where the question might be asked better
+            print(f"{dim}{NOT_FOUND_HINT}{reset}", file=out)
+            for title in answer.suggestions:
+                print(f"{dim}  - {title}{reset}", file=out)
         return
     print(f"{bold}{answer.text}{reset}\n", file=out)
     p = answer.best_passage
@@ -329,15 +330,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_feedback_export(args: argparse.Namespace) -> int:
-    """Readers' thumbs up/down as eval questions (shared/eval/seed format); mapping in embeddings/store/embedded/feedback.py."""
+    """Readers' thumbs up/down, and what they wrote after a 👎, as eval questions (shared/eval/seed format);
+    mapping in embeddings/store/feedback.py."""
     with _service(args, create=False) as svc:
         rows = svc.export_feedback(include_unlabelled=args.include_unlabelled)
+        # Corrections (the 👎 form) come with thumbs down, which label nothing: say what was left out.
+        held = [] if args.include_unlabelled else [
+            r for r in svc.export_feedback(include_unlabelled=True) if r.get("needs_review") and r["corrections"]]
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     if args.out and args.out != "-":
         Path(args.out).write_text(text, encoding="utf-8")
         print(f"{len(rows)} questions written to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    if held:
+        print(f"{len(held)} thumbs-down questions with readers' corrections not written (no label yet); "
+              "--include-unlabelled writes them for review", file=sys.stderr)
     return 0
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from embeddings.models import NOT_FOUND, Answer, Citation, PassageHit
+from embeddings.models import NOT_FOUND, NOT_FOUND_HINT, Answer, Citation, PassageHit
 
 if TYPE_CHECKING:
     import discord
@@ -308,7 +308,7 @@ def render_answer(answer: Answer) -> dict[str, Any]:
     A follow-up read in the light of the conversation says how in the footer ("read as: ...")."""
     title = _plain(answer.question, LIMITS.title)
     if not answer.found or not answer.sentences:
-        return _titled(title, {"description": NOT_FOUND, "color": COLOURS["none"]})
+        return _titled(title, not_found(answer))
     label = confidence_label(answer.confidence)
     bold = trim(escape_markdown(" ".join(answer.text.split())), ANSWER_BUDGET)
     description = f"**{bold}**" if bold else ""
@@ -333,6 +333,17 @@ def render_answer(answer: Answer) -> dict[str, Any]:
         "footer": {"text": trim(footer, LIMITS.footer)},
     }
     return _fit_total(_titled(title, embed))
+
+
+def not_found(answer: Answer) -> dict[str, Any]:
+    """NOT_FOUND, and when the core named the closest articles (Answer.suggestions) a field listing them
+    and the hint to name the person or place in the footer: a way on instead of a dead end."""
+    embed: dict[str, Any] = {"description": NOT_FOUND, "color": COLOURS["none"]}
+    titles = [f"• {_plain(t, 200)}" for t in answer.suggestions[:5]]
+    if titles:
+        embed["fields"] = [{"name": "Closest articles", "value": "\n".join(titles), "inline": False}]
+        embed["footer"] = {"text": NOT_FOUND_HINT}
+    return embed
 
 
 def _titled(title: str, embed: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,9 @@ from typing import Any
 
 # What qabot says when the articles do not hold the answer (CLI, --json consumers and Discord alike).
 NOT_FOUND = "I couldn't find that in the articles I have."
+# After NOT_FOUND and the closest articles (Answer.suggestions): how to ask so that it may be found.
+NOT_FOUND_HINT = "Try naming the person, place or event you mean, or ask about one of these articles."
+SUGGESTIONS = 3  # closest articles named when nothing was found
 
 BASE_SCOPE = ""  # the operator's corpus, visible from every guild
 
@@ -98,6 +101,9 @@ class Answer:
     # How the question was read when the conversation changed that ("" otherwise), e.g.
     # "when did she die? (about: what about his mom?)".
     interpreted_as: str = ""
+    # Not found: the titles of the documents the closest passages come from (best first, distinct, at most
+    # SUGGESTIONS), so "not found" names where to look. Empty when an answer was found.
+    suggestions: tuple[str, ...] = ()
 
     def as_turn(self) -> Turn:
         """This exchange as the next question's history. Its place is the cited passage, or when nothing
@@ -127,6 +133,7 @@ class Answer:
             "answer": self.text,
             "confidence": round(self.confidence, 4),
             "interpreted_as": self.interpreted_as,
+            "suggestions": list(self.suggestions),
             "sentences": [asdict(s) for s in self.sentences] if self.found else [],
             "passages": [
                 {
@@ -158,5 +165,6 @@ class Answer:
             for p in data.get("passages", []))
         sentences = tuple(AnswerSentence(**s) for s in data.get("sentences", []))
         return cls(question=data["question"], found=bool(data["found"]), sentences=sentences, passages=passages,
-                   confidence=float(data.get("confidence", 0.0)), interpreted_as=str(data.get("interpreted_as", "")))
+                   confidence=float(data.get("confidence", 0.0)), interpreted_as=str(data.get("interpreted_as", "")),
+                   suggestions=tuple(str(t) for t in data.get("suggestions", ())))
 

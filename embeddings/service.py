@@ -17,10 +17,11 @@ from embeddings.models import BASE_SCOPE, Answer, Turn
 from embeddings.settings import Settings
 from embeddings.store.botstate import AnswerRecord, BotState
 from embeddings.store.factory import open_store, recorded_backend
+from embeddings.store.feedback import CORRECTION_CHARS, Correction
 from embeddings.store.records import DocumentRow
 from embeddings.text.extract import SUPPORTED_EXTENSIONS, kind_for_path
 
-__all__ = ["SUPPORTED_EXTENSIONS", "AnswerRecord", "BotState", "DocOutcome", "DocumentRow", "Failure", "IngestReport",
+__all__ = ["CORRECTION_CHARS", "SUPPORTED_EXTENSIONS", "AnswerRecord", "BotState", "Correction", "DocOutcome", "DocumentRow", "Failure", "IngestReport",
            "QAService", "Stats", "Turn", "validate_question"]
 
 if TYPE_CHECKING:
@@ -119,16 +120,19 @@ class QAService:
     # ---- feedback and uploads (the Discord bot) ---------------------------------------------------
 
     def record_feedback(self, *, answer_key: str, user_id: int | str, answer: Answer, vote: int,
-                        scope: str = BASE_SCOPE) -> bool:
+                        scope: str = BASE_SCOPE, correction: Correction | None = None) -> bool:
         """A reader's vote (+1 / -1) on an answer; a second vote by the same user on it replaces the first
-        (returns True then). Only a salted hash of ``user_id`` is stored."""
+        (returns True then). Only a salted hash of ``user_id`` is stored. ``correction`` (what a 👎's form
+        said was wrong and what the right answer is) is kept with the vote; a 👍 clears it, a 👎 without one
+        keeps the earlier one (embeddings.store.feedback)."""
         best = answer.best_passage
         # A short-lived vote store per call: votes are rare, and nothing has to be closed with the service.
         with self.index.feedback() as store:
             return store.record(answer_key=answer_key, user_id=user_id, scope=scope, question=answer.question,
                                 answer=answer.text, found=answer.found,
                                 passage_ids=[p.passage_id for p in answer.passages],
-                                cited_passage=best.text if best is not None else "", vote=vote)
+                                cited_passage=best.text if best is not None else "", vote=vote,
+                                correction=correction)
 
     def export_feedback(self, *, include_unlabelled: bool = False) -> list[dict]:
         """Votes as eval questions (the shared/eval/seed format); see embeddings.store.feedback for the mapping."""

@@ -20,6 +20,8 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.cogs.feedback import FORGOTTEN, record_vote
+from bot.cogs.help import empty_question_text, help_embed, is_help, known
 from bot.failures import SOMETHING_BROKE, report, tell
 from bot.ratelimit import TokenBucket
 from bot.render import render_answer, render_sources, to_embed, trim
@@ -36,8 +38,6 @@ log = logging.getLogger(__name__)
 
 THREAD_NAME_MAX = 100
 HISTORY_TURNS = 5  # earlier turns of a conversation handed to the answerer
-EMPTY_QUESTION = "Ask me a question about the articles, e.g. `@qabot why did Egypt cut ties with Iran?`"
-FORGOTTEN = "I no longer have the record of this answer; please ask the question again."
 ASK_MENU = "Ask qabot"  # the message context menu (Apps → Ask qabot)
 NO_TEXT = "That message has no text to ask about."
 UNREADABLE = ("I can't read the text of the message you replied to (Discord sends it to me only with the "
@@ -87,11 +87,6 @@ def answer_view(answer: Answer, with_votes: bool = True) -> discord.ui.View:
         view.add_item(AnswerButton("vote:up"))
         view.add_item(AnswerButton("vote:down"))
     return view
-
-
-def feedback_thanks(vote: int, replaced: bool) -> str:
-    thumb = "\N{THUMBS UP SIGN}" if vote > 0 else "\N{THUMBS DOWN SIGN}"
-    return f"Thanks, your vote is now {thumb}." if replaced else f"Thanks for the {thumb}, it helps improve qabot."
 
 
 @dataclass(frozen=True)
@@ -226,11 +221,8 @@ class AskCog(commands.Cog):
         if action == "sources":
             await interaction.response.send_message(embed=to_embed(render_sources(answer)), ephemeral=True)
             return
-        vote = 1 if action == "vote:up" else -1
-        replaced = await asyncio.to_thread(
-            self.service.record_feedback, answer_key=str(record.message_id), user_id=interaction.user.id,
-            answer=answer, vote=vote, scope=record.scope)
-        await interaction.response.send_message(feedback_thanks(vote, replaced), ephemeral=True)
+        # 👍 / 👎: the voter's choice shown back privately, 👎's form (bot/cogs/feedback.py).
+        await record_vote(interaction, self.service, record, 1 if action == "vote:up" else -1)
 
     # ---- /ask ------------------------------------------------------------------------------------
 
@@ -333,7 +325,7 @@ class AskCog(commands.Cog):
                 log.info("could not fetch the replied-to message %s: %s", ref.message_id, exc)
         me = self.bot.user
         if not isinstance(replied, discord.Message) or (me is not None and replied.author.id == me.id):
-            return "", EMPTY_QUESTION  # deleted, not found, or the bot's own message
+            return "", ""  # deleted, not found, or the bot's own message: the usual hint
         question = self._question(replied)
         if question:
             return question, ""
@@ -363,8 +355,13 @@ class AskCog(commands.Cog):
             if why:
                 await message.reply(why, mention_author=False)
                 return
-        if not question:
-            await message.reply(EMPTY_QUESTION, mention_author=False)
+        if not question or is_help(question):  # `@qabot` alone: a hint; `@qabot help`: the help (cogs/help.py)
+            k = await asyncio.to_thread(known, self.service, message.guild.id if message.guild else None)
+            if question:
+                await message.reply(embed=to_embed(help_embed(k, in_guild=message.guild is not None)),
+                                    mention_author=False)
+            else:
+                await message.reply(empty_question_text(k), mention_author=False)
             return
         if await owner_command(self.bot, message, question):
             return

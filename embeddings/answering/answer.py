@@ -17,7 +17,16 @@ from embeddings.answering.retrieval import Candidate, Retriever, zscore
 from embeddings.config import RetrievalParams
 from embeddings.encoders.base import Encoder
 from embeddings.errors import BadQuestion
-from embeddings.models import BASE_SCOPE, Answer, AnswerSentence, Citation, PassageHit, Timings, Turn
+from embeddings.models import (
+    BASE_SCOPE,
+    SUGGESTIONS,
+    Answer,
+    AnswerSentence,
+    Citation,
+    PassageHit,
+    Timings,
+    Turn,
+)
 from embeddings.store.base import IndexBackend
 from embeddings.store.records import PassageRow
 from embeddings.text.terms import tokenize
@@ -288,7 +297,8 @@ class Answerer:
         timings = Timings(encode_ms=(t1 - t0) * 1e3, search_ms=(t2 - t1) * 1e3, answer_ms=(t3 - t2) * 1e3,
                           total_ms=(t3 - t0) * 1e3)
         return Answer(q, found, sentences, hits, confidence, timings,
-                      interpreted_as=reading.interpreted_as if reading.uses_history else "")
+                      interpreted_as=reading.interpreted_as if reading.uses_history else "",
+                      suggestions=() if found else closest_titles(hits))
 
     def rerank_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
                         rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> np.ndarray:
@@ -405,6 +415,13 @@ class Answerer:
             s, e = row.sentences[idx - 1]
             out.insert(0, AnswerSentence(row.text[s:e], row.id, s, e, best.score))
         return tuple(out)
+
+
+def closest_titles(hits: Sequence[PassageHit], n: int = SUGGESTIONS) -> tuple[str, ...]:
+    """The documents of the closest passages, best first, each once: their titles (the source when a
+    document has none). Only names where to look; whether there is an answer is decided elsewhere."""
+    names = dict.fromkeys(" ".join((h.citation.title or h.citation.source).split()) for h in hits)
+    return tuple(t for t in names if t)[:n]
 
 
 def _hit(row: PassageRow, cand: Candidate) -> PassageHit:

@@ -9,8 +9,14 @@ judgements can grow the test set; rows are grouped by question and decided by th
 - thumbs down (either kind) or a tie -> nobody knows the right answer yet: left out, unless
   ``include_unlabelled`` is set, then written with ``answerable: null`` and ``needs_review: true`` (fill
   it in before `qabot eval` can load the file).
-Every row also carries ``votes`` ({"up": n, "down": m}) and ``bot_answer`` for review; the eval loader
-ignores unknown fields.
+Every row also carries ``votes`` ({"up": n, "down": m}) and ``bot_answer`` for review, and ``corrections``:
+what readers wrote in the 👎 form ({"wrong": ..., "right": ...}, either may be ""; newest first; [] when
+none). The eval loader ignores unknown fields. A correction's "right answer" is a reader's free text, not a
+passage, so it does not label the row by itself: a 👎 question with corrections is still written only with
+``include_unlabelled``, for review (turn its ``right`` into ``answer_contains`` / ``gold_passage_contains``).
+
+A correction is kept with its vote (one column, ``correction``: JSON text, '' for none). A later 👎 without
+one keeps it, a 👎 with one replaces it, and a 👍 clears it (the reader now says the answer was right).
 
 Users are stored only as sha256(salt + user id), with a random salt created once per index: the raw id
 never reaches the disk, and hashes from two indexes cannot be joined. Each store keeps its own rows
@@ -19,12 +25,46 @@ never reaches the disk, and hashes from two indexes cannot be joined. Each store
 from __future__ import annotations
 
 import hashlib
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 GOLD_PREFIX_CHARS = 60
+
+
+CORRECTION_CHARS = 1000  # each of "what was wrong" and "the right answer" (the form's own limit too)
+
+
+@dataclass(frozen=True)
+class Correction:
+    """What a reader wrote after a 👎: what was wrong, and what the right answer is (both optional)."""
+
+    wrong: str = ""
+    right: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.wrong.strip() or self.right.strip())
+
+    def to_column(self) -> str:
+        """The stored form: '' for none, else a JSON object (trimmed, at most CORRECTION_CHARS each)."""
+        wrong, right = self.wrong.strip()[:CORRECTION_CHARS], self.right.strip()[:CORRECTION_CHARS]
+        return json.dumps({"wrong": wrong, "right": right}, ensure_ascii=False) if wrong or right else ""
+
+    @classmethod
+    def from_column(cls, text: str | None) -> Correction:
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(str(data.get("wrong", "")), str(data.get("right", "")))
+
+
+def upsert_correction(old: str, vote: int, new: Correction | None) -> str:
+    """The correction column after a vote (the rule in the module docstring), from its current value."""
+    if vote > 0:
+        return ""
+    return new.to_column() if new is not None else old
 
 
 @dataclass(frozen=True)
@@ -39,6 +79,7 @@ class FeedbackRow:
     cited_passage: str
     vote: int
     created_at: str
+    correction: Correction = Correction()
 
 
 def gold_prefix(passage: str, limit: int = GOLD_PREFIX_CHARS) -> str:
@@ -61,9 +102,11 @@ class Feedback(ABC):
 
     @abstractmethod
     def record(self, *, answer_key: str, user_id: int | str, scope: str, question: str, answer: str, found: bool,
-               passage_ids: Sequence[int], cited_passage: str, vote: int) -> bool:
+               passage_ids: Sequence[int], cited_passage: str, vote: int,
+               correction: Correction | None = None) -> bool:
         """Store a vote (+1 / -1); a second vote by the same user on the same answer replaces the first.
-        Returns True when it replaced an earlier vote."""
+        ``correction`` (a 👎's form) is kept with the vote as ``upsert_correction`` says. Returns True when it
+        replaced an earlier vote."""
 
     @abstractmethod
     def rows(self) -> list[FeedbackRow]: ...
@@ -103,6 +146,9 @@ class Feedback(ABC):
                 obj.update(answerable=None, needs_review=True)
             else:
                 continue
-            obj.update(votes={"up": up, "down": down}, bot_answer=latest.answer, source="discord-feedback")
+            corrections = [{"wrong": r.correction.wrong, "right": r.correction.right}
+                           for r in sorted(rows, key=lambda r: r.created_at, reverse=True) if r.correction]
+            obj.update(votes={"up": up, "down": down}, bot_answer=latest.answer, corrections=corrections,
+                       source="discord-feedback")
             out.append(obj)
         return out

@@ -349,6 +349,9 @@ async def test_feedback_click_stored_replaced_and_exported(
                                 ("qabot:vote:up", OTHER_USER)]:
             inter = await fake.component_click(message_id, custom_id, user=user)
             cb = await callback(fake, inter)
+            if custom_id.endswith("down"):  # 👎 opens the "what was wrong?" form (the vote is already stored)
+                assert cb["type"] == 9 and cb["data"]["custom_id"] == f"qabot:fixform:{message_id}"
+                continue
             assert cb["type"] == 4 and cb["data"]["flags"] & 64
             replies.append(cb["data"]["content"])
     assert replies[0].startswith("Thanks") and "your vote is now" in replies[1]
@@ -444,8 +447,8 @@ async def test_owner_sync_command_and_nobody_elses(fake: FakeDiscord, service: Q
         put = await fake.wait_for_request("PUT", f"/applications/{fake.application_id}/guilds/{GUILD}/commands")
         reply = await fake.wait_for(lambda: next((r for r in fake.requests[since:] if r.method == "POST" and r.ok
                                                   and r.path == f"/channels/{CHANNEL}/messages"), None))
-    assert put.ok and {c["name"] for c in put.json} == {"ask", "ingest", "forget", "stats", "Ask qabot",
-                                                         "Add to qabot's articles"}
+    assert put.ok and {c["name"] for c in put.json} == {"ask", "ingest", "forget", "stats", "help", "articles",
+                                                         "Ask qabot", "Add to qabot's articles"}
     assert reply.json["content"].startswith("Synced 6 commands to this server")
     ingest = next(c for c in put.json if c["name"] == "ingest")
     assert int(ingest["default_member_permissions"]) == MANAGE_SERVER and ingest["contexts"] == [0]
@@ -459,7 +462,8 @@ async def test_owner_sync_command_and_nobody_elses(fake: FakeDiscord, service: Q
 
 async def test_sync_commands_logs_in_syncs_and_exits(fake: FakeDiscord) -> None:
     names = await asyncio.wait_for(sync_commands(settings(), None), 10)
-    assert sorted(names) == ["Add to qabot's articles", "Ask qabot", "ask", "forget", "ingest", "stats"]
+    assert sorted(names) == ["Add to qabot's articles", "Ask qabot", "articles", "ask", "forget", "help", "ingest",
+                             "stats"]
     put = await fake.wait_for_request("PUT", f"/applications/{fake.application_id}/commands")
     assert put.ok and not fake.identify_payloads  # REST only: no gateway session
     names = await sync_commands(settings(), GUILD)

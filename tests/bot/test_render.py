@@ -234,6 +234,24 @@ def test_not_found() -> None:
     assert_within_limits(embed)
 
 
+def test_not_found_names_the_closest_articles_and_how_to_ask() -> None:
+    import dataclasses
+
+    base = answer_for(PASSAGE, 0, 10, found=False, confidence=0.1)
+    answer = dataclasses.replace(base, suggestions=("Sadat and the *Shah*", "@everyone " + "x" * 400))
+    embed = render_answer(answer)
+    assert embed["description"] == NOT_FOUND
+    (field,) = embed["fields"]
+    assert field["name"] == "Closest articles"
+    first, second = field["value"].split("\n")
+    assert first == "• Sadat and the \\*Shah\\*" and "@\u200beveryone" in second and len(second) <= 202
+    assert "naming the person, place or event" in embed["footer"]["text"]
+    assert_within_limits(embed)
+    # The suggestions travel with the stored answer (what the bot keeps for its buttons).
+    assert Answer.from_json(answer.to_json()).suggestions == answer.suggestions
+    assert Answer.from_json({k: v for k, v in base.to_json().items() if k != "suggestions"}).suggestions == ()
+
+
 def test_citation_without_url_and_confidence_labels() -> None:
     cit = Citation(
         doc_key="d", title="Local *report*", source="notes.txt", outlet=None, published=None, paragraph=2

@@ -438,6 +438,23 @@ def test_answer_json_shape_for_a_found_answer(home, base_snapshot):
     assert {p["source"] for p in data["passages"]} == {base_snapshot[0][0]["source"]}
 
 
+def test_not_found_names_the_closest_articles_in_json_and_text(home, base_snapshot):
+    """Not found is not a dead end: the closest passages' documents are named (the refusal itself stays)."""
+    question = "what colour is the harbour master's bicycle?"
+    data = ask_json(home, question, k=5)
+    _check_answer_json(data)
+    assert data["found"] is False and data["answer"] == ""
+    assert data["suggestions"] == [base_snapshot[0][0]["title"]]  # one seed document: named once
+    proc = run_qabot(home, "ask", question)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "I couldn't find that in the articles I have."
+    assert "naming the person, place or event" in lines[1]
+    assert lines[2] == f"  - {base_snapshot[0][0]['title']}"
+    found = ask_json(home, "why did Egypt cut ties with Iran?", k=5)
+    assert found["found"] is True and found["suggestions"] == []
+
+
 # ------------------------------------------------------------------ URLs against a local server (in-process)
 
 GOOD_PAGE = b"""<!doctype html><html><head><meta charset="utf-8"><title>Lighthouse Keepers Return</title></head>

@@ -1640,6 +1640,8 @@ class FakeDiscord:
             message = self.messages[int(it.payload["message"]["id"])]
             self._apply(message, data, rec.files)
             message["edited_timestamp"] = _now_iso()
+        elif rtype == 9:
+            self._open_modal(it, data)  # (section "modals and joins" below)
         elif rtype == 8:
             choices = data.get("choices") or []
             errors: dict[str, Any] = {}
@@ -1818,8 +1820,7 @@ class FakeDiscord:
         self.commands[scope] = [c for c in existing if c["id"] != stored["id"]] + [stored]
         return _json_response(stored, 201)
 
-    # ==============================================================================================
-    # History, pins, threads, forum posts, message commands (issue 15 items 5-6: asking about a
+    # =======================================================================================    # History, pins, threads, forum posts, message commands (issue 15 items 5-6: asking about a
     # message, learning from Discord). Kept in one section to ease merging.
     # - GET /channels/{id}/messages: before / after / around / limit (1-100, default 50), newest first
     #   as Discord answers (also for ``after``: the oldest ``limit`` after it, sorted newest first);
@@ -2068,3 +2069,115 @@ class FakeDiscord:
         return await self.interaction_create(self._interaction_payload(
             2, data, channel_id=channel_id, guild_id=guild_id, user=user, permissions=permissions,
             app_permissions=app_permissions))
+=======
+    # ---- modals and joins (issue 15: help, onboarding, feedback) ---------------------------------------
+    # MODAL responses (type 9) are validated and remembered; ``modal_submit`` sends the MODAL_SUBMIT
+    # interaction (type 5) a user's "Submit" makes, shaped like the modal that was opened (action rows, or
+    # labels), with the message when it was opened from a button. ``guild_join`` is the bot being added
+    # to a server while connected: GUILD_CREATE without ``unavailable`` (discord.py's on_guild_join).
+
+    MAX_MODAL_TITLE = 45
+    MAX_MODAL_COMPONENTS = 5
+    MAX_TEXT_INPUT_LABEL = 45
+    MAX_TEXT_INPUT_LENGTH = 4000
+
+    @property
+    def modals(self) -> list[dict[str, Any]]:
+        """Every modal the bot opened, oldest first: ``{"interaction": payload, "data": modal}``."""
+        return self.__dict__.setdefault("_modals", [])
+
+    def _open_modal(self, it: _Interaction, data: dict[str, Any]) -> None:
+        errors: dict[str, Any] = {}
+        if not data.get("custom_id"):
+            errors["custom_id"] = _err("BASE_TYPE_REQUIRED", "This field is required")
+        _max_len(errors, "custom_id", data.get("custom_id"), MAX_CUSTOM_ID)
+        if not data.get("title"):
+            errors["title"] = _err("BASE_TYPE_REQUIRED", "This field is required")
+        _max_len(errors, "title", data.get("title"), self.MAX_MODAL_TITLE)
+        comps = data.get("components") or []
+        if not 1 <= len(comps) <= self.MAX_MODAL_COMPONENTS:
+            errors["components"] = _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 5 in length.")
+        for i, (_wrapper, field_) in enumerate(self._modal_inputs(comps)):
+            ferr: dict[str, Any] = {}
+            if field_.get("type") == 4:
+                _max_len(ferr, "label", field_.get("label"), self.MAX_TEXT_INPUT_LABEL)
+                if not field_.get("custom_id"):
+                    ferr["custom_id"] = _err("BASE_TYPE_REQUIRED", "This field is required")
+                if int(field_.get("max_length") or 0) > self.MAX_TEXT_INPUT_LENGTH:
+                    ferr["max_length"] = _err("NUMBER_TYPE_MAX", "int value should be <= 4000.")
+            if ferr:
+                errors.setdefault("components", {})[str(i)] = ferr
+        if errors:
+            raise DiscordError(400, 50035, "Invalid Form Body", {"data": errors})
+        self.modals.append({"interaction": it.payload, "data": data})
+
+    @staticmethod
+    def _modal_inputs(components: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(top-level component, its input) for each input: in an action row (type 1) or a label (type 18)."""
+        out = []
+        for comp in components:
+            if comp.get("type") == 18 and comp.get("component"):
+                out.append((comp, comp["component"]))
+            for child in comp.get("components") or []:
+                out.append((comp, child))
+        return out
+
+    async def modal_submit(
+        self,
+        values: dict[str, str],
+        *,
+        custom_id: str | None = None,
+        user: int | dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A user fills in and submits the last modal opened (with ``custom_id``, if given): MODAL_SUBMIT,
+        its text inputs carrying ``values`` by input custom_id ("" for the rest, as Discord sends empty
+        optional fields). Works across bot restarts: the fake, like Discord, remembers the modal."""
+        opened = [m for m in self.modals if custom_id is None or m["data"]["custom_id"] == custom_id]
+        assert opened, f"no modal {custom_id or ''} was opened"
+        source, modal = opened[-1]["interaction"], opened[-1]["data"]
+        comps: list[dict[str, Any]] = []
+        for comp in modal.get("components") or []:
+            if comp.get("type") == 18:
+                inner = comp["component"]
+                comps.append({"type": 18, "id": comp.get("id", 0), "component": {
+                    "type": inner["type"], "id": inner.get("id", 0), "custom_id": inner["custom_id"],
+                    "value": values.get(inner["custom_id"], "")}})
+            else:
+                comps.append({"type": 1, "id": comp.get("id", 0), "components": [
+                    {"type": c["type"], "id": c.get("id", 0), "custom_id": c["custom_id"],
+                     "value": values.get(c["custom_id"], "")} for c in comp.get("components") or []]})
+        channel_id = int(source["channel_id"])
+        message = None
+        if "message" in source:  # opened from a button: Discord sends that message (as it is now)
+            message = self.messages.get(int(source["message"]["id"]), source["message"])
+        member = source.get("member") or {}
+        return await self.interaction_create(
+            self._interaction_payload(
+                5,
+                {"custom_id": modal["custom_id"], "components": comps},
+                channel_id=channel_id,
+                guild_id=self._guild_of(channel_id),
+                user=user if user is not None else (member.get("user") or source.get("user")),
+                permissions=int(member.get("permissions") or DEFAULT_EVERYONE_PERMISSIONS),
+                app_permissions=int(source.get("app_permissions") or ALL_PERMISSIONS),
+                message=message,
+            )
+        )
+
+    async def guild_join(
+        self, guild_id: int, *, system_channel_id: int | None = None, **guild: Any
+    ) -> dict[str, Any]:
+        """The bot is added to a new server while connected (``guild_create``'s arguments, plus the
+        server's system channel): the guild is registered, then GUILD_CREATE is sent without
+        ``unavailable``, which is how a client tells a join from a guild becoming available."""
+        live = self._live.is_set()
+        self._live.clear()  # register without sending (guild_create sends when live)
+        try:
+            data = await self.guild_create(guild_id, **guild)
+        finally:
+            if live:
+                self._live.set()
+        data["system_channel_id"] = str(system_channel_id) if system_channel_id else None
+        payload = {k: v for k, v in self._guild_for_client(data).items() if k != "unavailable"}
+        await self.dispatch("GUILD_CREATE", payload)
+        return data

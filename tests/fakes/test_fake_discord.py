@@ -383,3 +383,62 @@ async def test_multipart_upload_recorded(fake: FakeDiscord) -> None:
     assert req.json["content"] == "see file"  # payload_json, parsed
     assert req.files[0]["filename"] == "notes.txt" and req.files[0]["data"] == b"abc"
     assert msg.attachments[0].filename == "notes.txt" and msg.attachments[0].size == 3
+
+
+# ---- modals and joins (issue 15) --------------------------------------------------------------------------
+
+
+async def test_modal_opened_submitted_and_validated(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    submitted: list[dict[str, str]] = []
+    errors: list[BaseException] = []
+
+    class Form(discord.ui.Modal, title="Tell us"):
+        note: discord.ui.TextInput = discord.ui.TextInput(label="Note", custom_id="note", required=False)
+
+        async def on_submit(self, interaction: discord.Interaction) -> None:
+            submitted.append({"note": self.note.value})
+            try:  # a modal cannot answer a modal submit (Discord: response type invalid)
+                await interaction.response.send_modal(Form(custom_id="again"))
+            except discord.HTTPException as exc:
+                errors.append(exc)
+                await interaction.response.send_message("ok", ephemeral=True)
+
+    class Open(discord.ui.View):
+        @discord.ui.button(label="open", custom_id="open")
+        async def open(self, interaction: discord.Interaction, _button: discord.ui.Button) -> None:
+            await interaction.response.send_modal(Form(custom_id="form"))
+
+    async with fake.running(bot):
+        msg = await channel(bot).send("x", view=Open())
+        await fake.component_click(msg.id, "open", user=USER)
+        await fake.wait_for(lambda: fake.modals)
+        (opened,) = fake.modals
+        assert opened["data"]["custom_id"] == "form" and opened["data"]["title"] == "Tell us"
+        submit = await fake.modal_submit({"note": "hello"}, user=USER)
+        assert submit["type"] == 5 and int(submit["message"]["id"]) == msg.id  # opened from a button
+        await fake.wait_for(lambda: submitted and errors)
+    assert submitted == [{"note": "hello"}]
+    assert isinstance(errors[0], discord.HTTPException) and errors[0].code == 50035
+    assert [m["data"]["custom_id"] for m in fake.modals] == ["form"]
+
+
+async def test_guild_join_is_on_guild_join_not_available(fake: FakeDiscord) -> None:
+    bot = make_bot()
+    joined: list[int] = []
+    available: list[int] = []
+
+    async def on_join(guild: discord.Guild) -> None:
+        joined.append(guild.id)
+
+    async def on_available(guild: discord.Guild) -> None:
+        available.append(guild.id)
+
+    bot.add_listener(on_join, "on_guild_join")
+    bot.add_listener(on_available, "on_guild_available")
+    async with fake.running(bot):
+        await fake.guild_join(999, system_channel_id=998, channels=[997, 998])
+        await fake.wait_for(lambda: joined)
+        guild = bot.get_guild(999)
+        assert guild is not None and guild.system_channel is not None and guild.system_channel.id == 998
+    assert joined == [999] and 999 not in available

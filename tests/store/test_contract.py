@@ -221,6 +221,88 @@ def test_feedback_round_trip(svc):
     assert len(rows) == 1 and rows[0]["votes"] == {"up": 1, "down": 1}
 
 
+def test_feedback_corrections_are_kept_with_the_vote(svc, tmp_path):
+    """What a reader wrote in the 👎 form lives in the vote's correction column: a 👎 without a form keeps it,
+    a new form replaces it, a 👍 clears it; the export writes them, and `qabot migrate` copies them."""
+    from embeddings.service import Correction
+    from embeddings.store.migrate import copy_index
+
+    svc.ingest([str(SEEDS)], progress=False)
+    answer = svc.ask("why did Egypt cut ties with Iran?")
+
+    def mine() -> Correction:
+        with svc.index.feedback() as store:
+            (row,) = [r for r in store.rows() if r.user_hash == store.user_hash(42)]
+            return row.correction
+
+    fix = Correction(wrong="It cites the wrong year", right="  Because of the 1979 revolution  ")
+    assert svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=-1, correction=fix) is False
+    assert mine() == Correction("It cites the wrong year", "Because of the 1979 revolution")  # trimmed
+    assert svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=-1) is True
+    assert mine() == Correction("It cites the wrong year", "Because of the 1979 revolution")  # kept
+    assert svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=1) is True
+    assert not mine()  # the reader now says the answer was right
+    svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=-1, correction=Correction(right="x" * 5000))
+    assert mine() == Correction("", "x" * 1000)
+    svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=-1, correction=Correction("", "Sadat"))
+    svc.record_feedback(answer_key="m1", user_id=43, answer=answer, vote=-1,
+                        correction=Correction("Wrong country", ""))
+    svc.record_feedback(answer_key="m1", user_id=44, answer=answer, vote=-1)
+    assert svc.export_feedback() == []  # thumbs down: still no label of its own
+    (row,) = svc.export_feedback(include_unlabelled=True)
+    assert row["needs_review"] and row["votes"] == {"up": 0, "down": 3}
+    assert sorted(row["corrections"], key=lambda c: c["right"]) == [{"wrong": "Wrong country", "right": ""},
+                                                                    {"wrong": "", "right": "Sadat"}]
+    # A thumbs-up majority is labelled as before and still carries the minority's correction.
+    for user in (45, 46, 47, 48):
+        svc.record_feedback(answer_key="m1", user_id=user, answer=answer, vote=1)
+    (row,) = svc.export_feedback()
+    assert row["answerable"] is answer.found and row["votes"] == {"up": 4, "down": 3}
+    assert len(row["corrections"]) == 2
+    # `qabot migrate` into a directory copies the corrections with the votes.
+    report = copy_index(svc.index, str(tmp_path / "copy"), progress=False)
+    assert report.feedback == 7
+    copy = QAService(Settings(home=tmp_path / "copy"), encoder=HashingEncoder(256))
+    try:
+        assert copy.export_feedback() == svc.export_feedback()
+    finally:
+        copy.close()
+
+
+def test_votes_from_before_corrections_are_migrated_in_place(settings):
+    """A store written before the correction column (an old qabot.sqlite3; a PostgreSQL store at schema 3)
+    gets the column when opened, and keeps its votes."""
+    from embeddings.service import Correction
+
+    svc = QAService(settings, encoder=HashingEncoder(256))
+    svc.ingest([str(SEEDS)], progress=False)
+    answer = svc.ask("why did Egypt cut ties with Iran?")
+    svc.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=-1)
+    svc.record_feedback(answer_key="m2", user_id=42, answer=answer, vote=1)
+    before = svc.export_feedback(include_unlabelled=True)
+    location = svc.index.location
+    svc.close()
+    if settings.store:  # back to schema 3
+        import psycopg
+
+        with psycopg.connect(settings.store) as conn:
+            conn.execute("ALTER TABLE feedback DROP COLUMN correction")
+            conn.execute("DELETE FROM qabot_schema_migrations WHERE version = 4")
+    else:
+        import sqlite3
+
+        with sqlite3.connect(f"{location}/qabot.sqlite3") as conn:
+            conn.execute("ALTER TABLE feedback DROP COLUMN correction")
+    again = QAService(settings, encoder=HashingEncoder(256))
+    try:
+        assert again.export_feedback(include_unlabelled=True) == before
+        again.record_feedback(answer_key="m1", user_id=42, answer=answer, vote=-1, correction=Correction("old", ""))
+        (row,) = again.export_feedback(include_unlabelled=True)
+        assert row["corrections"] == [{"wrong": "old", "right": ""}] and row["votes"] == {"up": 1, "down": 1}
+    finally:
+        again.close()
+
+
 def test_documents_listing_by_scope(svc, tmp_path):
     svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], scope=guild_scope(7), progress=False)
     svc.ingest([str(SEEDS)], progress=False)

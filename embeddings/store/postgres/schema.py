@@ -107,6 +107,11 @@ MIGRATIONS: Sequence[tuple[int, str, Sequence[str]]] = (
         "CREATE INDEX bot_answers_conversation ON bot_answers(conversation, message_id)",
         """CREATE TABLE bot_guild_settings (guild_id BIGINT PRIMARY KEY, settings TEXT NOT NULL)""",
     )),
+    # What a reader wrote in the 👎 form, kept with the vote (store/feedback.py: Correction). Existing votes
+    # keep their rows with no correction.
+    (4, "feedback corrections", (
+        "ALTER TABLE feedback ADD COLUMN correction TEXT NOT NULL DEFAULT ''",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]
