@@ -1760,6 +1760,8 @@ class FakeDiscord:
             errors["description"] = _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
         if len(cmd.get("options") or []) > 25:
             errors["options"] = _err("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+        elif ctype == 1:
+            errors.update(command_option_errors(cmd))
         return errors
 
     def _store_command(
@@ -2069,7 +2071,6 @@ class FakeDiscord:
         return await self.interaction_create(self._interaction_payload(
             2, data, channel_id=channel_id, guild_id=guild_id, user=user, permissions=permissions,
             app_permissions=app_permissions))
-=======
     # ---- modals and joins (issue 15: help, onboarding, feedback) ---------------------------------------
     # MODAL responses (type 9) are validated and remembered; ``modal_submit`` sends the MODAL_SUBMIT
     # interaction (type 5) a user's "Submit" makes, shaped like the modal that was opened (action rows, or
@@ -2181,3 +2182,102 @@ class FakeDiscord:
         payload = {k: v for k, v in self._guild_for_client(data).items() if k != "unavailable"}
         await self.dispatch("GUILD_CREATE", payload)
         return data
+
+    # ---- issue 15 item 3 (server settings): subcommands with channel options ---------------------------
+
+    async def slash_subcommand(
+        self,
+        group: str,
+        sub: str,
+        options: dict[str, Any] | None = None,
+        *,
+        channels: dict[str, int] | None = None,
+        channel_id: int,
+        guild_id: int | None = None,
+        user: int | dict[str, Any] | None = None,
+        permissions: int = DEFAULT_EVERYONE_PERMISSIONS,
+        app_permissions: int = ALL_PERMISSIONS,
+    ) -> dict[str, Any]:
+        """A user runs ``/group sub`` (a subcommand: option type 1 holding the options). ``options`` as for
+        ``slash_command``; ``channels``: channel options, ``{name: channel id}`` (type 7, with the channels in
+        ``data.resolved``, as Discord sends them)."""
+        inner = self._options(options, None)
+        resolved: dict[str, Any] = {}
+        for name, cid in (channels or {}).items():
+            inner.append({"name": name, "type": 7, "value": str(cid)})
+            resolved.setdefault("channels", {})[str(cid)] = self.resolved_channel(cid, permissions)
+        return await self.slash_command(
+            group,
+            [{"name": sub, "type": 1, "options": inner}],
+            channel_id=channel_id,
+            guild_id=guild_id,
+            user=user,
+            permissions=permissions,
+            app_permissions=app_permissions,
+            resolved=resolved or None,
+        )
+
+
+# Limits Discord applies to a chat-input command's options (subcommands included), with 400/50035.
+MAX_COMMAND_CHARS = 4000  # name, description, option names, descriptions and choices, all together
+
+
+def _command_chars(item: dict[str, Any]) -> int:
+    total = len(item.get("name", "")) + len(item.get("description", ""))
+    for choice in item.get("choices") or []:
+        total += len(str(choice.get("name", ""))) + len(str(choice.get("value", "")))
+    return total + sum(_command_chars(o) for o in item.get("options") or [])
+
+
+def command_option_errors(cmd: dict[str, Any]) -> dict[str, Any]:
+    """Form errors for the options of a chat-input command: names lowercase 1-32, descriptions 1-100, at most
+    25 options and 25 choices (names 1-100), required options before optional ones, subcommands not mixed
+    with plain options, and 4,000 characters in all."""
+    name_rx = re.compile(r"^[-_'\w]{1,32}$")
+
+    def check(options: list[dict[str, Any]]) -> dict[str, Any]:
+        errors: dict[str, Any] = {}
+        if len(options) > 25:
+            return {"_errors": _err("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")["_errors"]}
+        subs = [o.get("type") in (1, 2) for o in options]
+        if any(subs) and not all(subs):
+            errors["_errors"] = _err("APPLICATION_COMMAND_OPTIONS_TYPE_INVALID",
+                                     "Sub-command and sub-command group option types are mutually exclusive "
+                                     "to all other types")["_errors"]
+        seen_optional = False
+        for i, opt in enumerate(options):
+            oerr: dict[str, Any] = {}
+            name = opt.get("name", "")
+            if not name_rx.match(name) or name != name.lower():
+                oerr["name"] = _err("APPLICATION_COMMAND_INVALID_NAME", "Command name is invalid")
+            if not 1 <= len(opt.get("description", "")) <= 100:
+                oerr["description"] = _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")
+            choices = opt.get("choices") or []
+            if len(choices) > 25:
+                oerr["choices"] = _err("BASE_TYPE_MAX_LENGTH", "Must be 25 or fewer in length.")
+            for j, c in enumerate(choices[:25]):
+                if not 1 <= len(str(c.get("name", ""))) <= 100:
+                    oerr.setdefault("choices", {})[str(j)] = {
+                        "name": _err("BASE_TYPE_BAD_LENGTH", "Must be between 1 and 100 in length.")}
+            if opt.get("type") not in (1, 2):
+                if opt.get("required"):
+                    if seen_optional:
+                        oerr["required"] = _err("APPLICATION_COMMAND_OPTIONS_REQUIRED_INVALID",
+                                                "Required options must be placed before non-required options")
+                else:
+                    seen_optional = True
+            nested = check(opt.get("options") or []) if opt.get("type") in (1, 2) else {}
+            if nested:
+                oerr["options"] = nested
+            if oerr:
+                errors[str(i)] = oerr
+        return errors
+
+    errors: dict[str, Any] = {}
+    nested = check(cmd.get("options") or [])
+    if nested:
+        errors["options"] = nested
+    if _command_chars(cmd) > MAX_COMMAND_CHARS:
+        errors.setdefault("_errors", []).extend(
+            _err("BASE_TYPE_MAX_LENGTH", f"Command exceeds maximum size ({MAX_COMMAND_CHARS})")["_errors"])
+    return errors
