@@ -24,24 +24,38 @@ BAD_TOKEN = (
     "Discord rejected the token (DISCORD_TOKEN). Copy a fresh one from "
     "https://discord.com/developers/applications (your app → Bot → Reset Token)."
 )
-NEEDS_MESSAGE_CONTENT = (
-    "Discord refused the Message Content intent, which qabot needs to read questions in channels. "
+ENABLE_MESSAGE_CONTENT = (
     "Enable it at https://discord.com/developers/applications (your app → Bot → Privileged Gateway "
-    "Intents → Message Content Intent), then start qabot again. Slash commands (/ask) work without it."
+    "Intents → Message Content Intent), then start qabot again."
+)
+NEEDS_MESSAGE_CONTENT = (  # QABOT_MESSAGE_CONTENT=on, and Discord refused it
+    "Discord refused the Message Content intent, which QABOT_MESSAGE_CONTENT=on requires. "
+    + ENABLE_MESSAGE_CONTENT + " Set QABOT_MESSAGE_CONTENT=auto to start without it: slash commands (/ask), "
+    "@mentions and DMs work without it."
+)
+WITHOUT_MESSAGE_CONTENT = (  # logged once at start-up when running without the intent
+    "Running without the Message Content intent: qabot answers @mentions, DMs, replies that ping it, slash "
+    "commands and context menus, but not un-mentioned follow-ups (messages in its answer threads, replies "
+    "that do not ping it) nor channels in the 'every message' mode. " + ENABLE_MESSAGE_CONTENT
 )
 
 
-def bot_intents() -> discord.Intents:
+def bot_intents(message_content: bool = True) -> discord.Intents:
     intents = discord.Intents.default()
-    intents.message_content = True
+    intents.message_content = message_content
     return intents
 
 
 class QABot(commands.Bot):
-    def __init__(self, service: QAService | None, settings: BotSettings) -> None:
+    def __init__(self, service: QAService | None, settings: BotSettings, *,
+                 message_content: bool | None = None) -> None:
+        """``message_content``: whether to ask for the Message Content intent (None: unless
+        QABOT_MESSAGE_CONTENT=off). Without it, ``self.intents.message_content`` is False."""
+        if message_content is None:
+            message_content = settings.message_content != "off"
         super().__init__(
             command_prefix=commands.when_mentioned,
-            intents=bot_intents(),
+            intents=bot_intents(message_content),
             help_command=None,
             allowed_mentions=discord.AllowedMentions.none(),
             guild_ready_timeout=settings.guild_ready_timeout,
@@ -55,6 +69,8 @@ class QABot(commands.Bot):
         for name in EXTENSIONS:
             await self.load_extension(name)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
+        if self.service is not None and not self.intents.message_content:
+            log.warning(WITHOUT_MESSAGE_CONTENT)
 
     async def on_app_command_error(self, interaction: discord.Interaction,
                                    error: discord.app_commands.AppCommandError) -> None:
@@ -76,16 +92,24 @@ def freeze_startup_heap() -> None:
 
 
 async def run_bot(service: QAService, settings: BotSettings) -> None:
-    """Run until closed. Discord's refusals become QabotErrors a user can act on."""
+    """Run until closed. Discord's refusals become QabotErrors a user can act on. When Discord refuses the
+    Message Content intent (gateway close 4014) and QABOT_MESSAGE_CONTENT is auto, start again without it."""
     token = settings.require_token()
-    bot = QABot(service, settings)
     try:
-        async with bot:
-            await bot.start(token)
+        try:
+            await _start(QABot(service, settings), token)
+        except discord.PrivilegedIntentsRequired as exc:
+            if settings.message_content != "auto":
+                raise QabotError(NEEDS_MESSAGE_CONTENT) from exc
+            log.info("Discord refused the Message Content intent; starting again without it")
+            await _start(QABot(service, settings, message_content=False), token)
     except discord.LoginFailure as exc:
         raise QabotError(BAD_TOKEN) from exc
-    except discord.PrivilegedIntentsRequired as exc:
-        raise QabotError(NEEDS_MESSAGE_CONTENT) from exc
+
+
+async def _start(bot: QABot, token: str) -> None:
+    async with bot:
+        await bot.start(token)
 
 
 async def sync_commands(settings: BotSettings, guild_id: int | None = None) -> list[str]:

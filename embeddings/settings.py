@@ -130,6 +130,20 @@ def _number(env: Mapping[str, str], key: str, default: float, lo: float, kind: t
     return value
 
 
+MESSAGE_CONTENT_CHOICES = ("auto", "on", "off")
+
+
+def _message_content(env: Mapping[str, str]) -> str:
+    raw = (env.get("QABOT_MESSAGE_CONTENT") or "").strip().lower()
+    if not raw or raw == "auto":
+        return "auto"
+    if raw in _TRUE:
+        return "on"
+    if raw in _FALSE:
+        return "off"
+    raise InputError(f"QABOT_MESSAGE_CONTENT={env['QABOT_MESSAGE_CONTENT']!r}: use auto, on or off")
+
+
 @dataclass(frozen=True)
 class BotSettings:
     token: str | None = None
@@ -143,6 +157,9 @@ class BotSettings:
     max_concurrent: int = 2
     guild_ready_timeout: float = 2.0
     max_upload_mb: float = 2.0  # /ingest file: attachments over this are refused before download
+    # QABOT_MESSAGE_CONTENT: ask Discord for the privileged Message Content intent. "auto": ask, and start
+    # without it if the application may not have it; "on": refuse to start without it; "off": never ask.
+    message_content: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BotSettings:
@@ -157,6 +174,7 @@ class BotSettings:
             max_concurrent=int(_number(env, "QABOT_MAX_CONCURRENT", 2, 1, int)),
             guild_ready_timeout=_number(env, "QABOT_GUILD_READY_TIMEOUT", 2.0, 0.0),
             max_upload_mb=_number(env, "QABOT_MAX_UPLOAD_MB", 2.0, 0.001),
+            message_content=_message_content(env),
         )
 
     @property

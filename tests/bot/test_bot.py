@@ -238,10 +238,11 @@ async def test_bad_question_becomes_user_message(fake: FakeDiscord, service) -> 
 
 
 async def test_message_content_intent_refused(monkeypatch: pytest.MonkeyPatch, service) -> None:
+    """With QABOT_MESSAGE_CONTENT=on (the default, auto, starts without it: tests/bot/test_bot_settings.py)."""
     async with FakeDiscord(allow_message_content=False) as fake:
         fake.patch(monkeypatch)
         with pytest.raises(QabotError) as err:
-            await asyncio.wait_for(run_bot(service, settings()), 10)
+            await asyncio.wait_for(run_bot(service, settings(message_content="on")), 10)
     assert str(err.value) == NEEDS_MESSAGE_CONTENT
     assert "Privileged Gateway Intents" in str(err.value) and "/ask" in str(err.value)
     assert isinstance(err.value.__cause__, discord.PrivilegedIntentsRequired)

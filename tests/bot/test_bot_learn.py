@@ -89,7 +89,7 @@ async def fake(monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def no_content_intent(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bot runs without the privileged Message Content intent (as item 9 of the issue allows)."""
-    def intents() -> discord.Intents:
+    def intents(message_content: bool = True) -> discord.Intents:  # whatever QABOT_MESSAGE_CONTENT asks for
         i = discord.Intents.default()
         i.message_content = False
         return i
