@@ -18,7 +18,8 @@ from embeddings.settings import BotSettings
 log = logging.getLogger(__name__)
 
 # The cogs, as extensions: each module has its setup(bot), which reads bot.service and bot.settings.
-EXTENSIONS = ("bot.cogs.ask", "bot.cogs.admin", "bot.cogs.learn", "bot.cogs.help", "bot.cogs.feedback")
+EXTENSIONS = ("bot.cogs.ask", "bot.cogs.admin", "bot.cogs.learn", "bot.cogs.help", "bot.cogs.feedback",
+              "bot.cogs.settings")
 
 BAD_TOKEN = (
     "Discord rejected the token (DISCORD_TOKEN). Copy a fresh one from "

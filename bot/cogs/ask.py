@@ -23,6 +23,7 @@ from discord.ext import commands
 from bot.cogs.feedback import FORGOTTEN, record_vote
 from bot.cogs.help import empty_question_text, help_embed, is_help, known
 from bot.failures import SOMETHING_BROKE, report, tell
+from bot.guild_settings import FORUM, GuildSettings, Where
 from bot.ratelimit import TokenBucket
 from bot.render import render_answer, render_sources, to_embed, trim
 from bot.sync import owner_command
@@ -33,6 +34,7 @@ from embeddings.settings import BotSettings
 
 if TYPE_CHECKING:
     from bot.app import QABot
+    from bot.cogs.settings import SettingsCog
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class Route:
 
     conversation: str | None
     parent: AnswerRecord | None = None  # the answer a reply answers to
+    called: bool = False  # a mention or a DM: an empty one gets a hint (an empty follow-up is ignored)
 
 
 class AskCog(commands.Cog):
@@ -189,11 +192,45 @@ class AskCog(commands.Cog):
         except Exception:  # noqa: BLE001 - the answer is out; only its buttons will say they forgot it
             log.exception("storing the answer record failed")
 
-    def retry_after(self, user_id: int, *, cost: float = 1.0, exempt: bool = False) -> float:
-        """Seconds this user must wait before this question (0: ask now; the question is paid for)."""
+    def retry_after(self, user_id: int, *, cost: float = 1.0, exempt: bool = False,
+                    gs: GuildSettings | None = None) -> float:
+        """Seconds this user must wait before this question (0: ask now; the question is paid for). ``gs``:
+        the server's settings, whose own rate limit (/qabot ratelimit) replaces the default."""
         if exempt:
             return 0.0
-        return self.bucket.take(user_id, time.monotonic(), cost)
+        if gs is None or gs.rate is None:
+            return self.bucket.take(user_id, time.monotonic(), cost)
+        capacity, window = gs.rate_limit(self.settings.rate_limit, self.settings.rate_window_seconds)
+        return self.bucket.take(user_id, time.monotonic(), cost, capacity=capacity, window=window)
+
+    # ---- the server's settings (/qabot, bot/cogs/settings.py) ------------------------------------------
+
+    async def guild_settings(self, guild_id: int | None) -> GuildSettings:
+        """The server's settings (defaults in DMs, or when the settings extension is not loaded)."""
+        cog = cast("SettingsCog | None", self.bot.get_cog("SettingsCog"))
+        if guild_id is None or cog is None:
+            return GuildSettings()
+        return await cog.get(guild_id)
+
+    @staticmethod
+    def where(channel: Any) -> Where:
+        """Where a message or command is, from the cache: a thread counts as its parent channel, a channel
+        as its category."""
+        if isinstance(channel, discord.Thread):
+            parent = channel.parent
+            return Where(channel.parent_id, thread_id=channel.id, category_id=getattr(parent, "category_id", None))
+        return Where(channel.id, category_id=getattr(channel, "category_id", None))
+
+    async def fetch_where(self, channel: Any) -> Where:
+        """``where`` for a channel this process has not cached (a thread it was not told about): asked of
+        Discord, since a thread's parent decides whether the lists allow it."""
+        if not isinstance(channel, discord.PartialMessageable):
+            return self.where(channel)
+        try:
+            fetched = await self.bot.fetch_channel(channel.id)
+        except discord.HTTPException:
+            return Where(channel.id)
+        return self.where(fetched)
 
     def _payload(self, result: Answer | str) -> dict[str, Any]:
         if isinstance(result, str):
@@ -237,7 +274,11 @@ class AskCog(commands.Cog):
             await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
             return
         exempt = interaction.guild_id is not None and interaction.permissions.manage_guild
-        wait = self.retry_after(interaction.user.id, exempt=exempt)
+        gs = await self.guild_settings(interaction.guild_id)
+        if interaction.guild_id is not None and gs.restricts and interaction.channel is not None \
+                and not gs.listens(self.where(interaction.channel)):
+            private = True  # the server keeps qabot out of this channel: answer only the asker
+        wait = self.retry_after(interaction.user.id, exempt=exempt, gs=gs)
         if wait:
             await interaction.response.send_message(rate_notice(wait), ephemeral=True)
             return
@@ -301,9 +342,9 @@ class AskCog(commands.Cog):
             if await self._state("conversation", f"thread:{channel.id}", 1):
                 return Route(f"thread:{channel.id}")
         if message.guild is None:
-            return Route(None)
+            return Route(None, called=True)
         if me is not None and any(u.id == me.id for u in message.mentions):
-            return Route(None)
+            return Route(None, called=True)
         return None
 
     def _question(self, message: discord.Message) -> str:
@@ -345,17 +386,38 @@ class AskCog(commands.Cog):
                 pass
 
     async def on_question(self, message: discord.Message) -> None:
+        gs = await self.guild_settings(message.guild.id if message.guild else None)
+        # A forum post's starter message has the post's (the thread's) id.
+        forum_post = message.guild is not None and message.id == message.channel.id and FORUM in gs.modes.values()
+        where = None
+        if message.guild is not None and (gs.restricts or gs.modes):
+            # Only an uncached thread's parent is asked of Discord, and only when it matters.
+            need_parent = gs.restricts or forum_post
+            where = await self.fetch_where(message.channel) if need_parent else self.where(message.channel)
+            if not gs.listens(where):
+                return  # the server keeps qabot out of this channel (/qabot channels)
         route = await self.route(message)
+        unprompted = route is None  # not addressed to the bot: a question only by this server's /qabot mode
         if route is None:
-            return
+            if where is None or not gs.answers_unmentioned(where, forum_post=forum_post):
+                return
+            route = Route(None)  # every message here, or each new forum post
+        else:
+            forum_post = False
         question = self._question(message)
-        if not question and route.parent is None and message.reference is not None:
+        if not question and route.called and route.parent is None and message.reference is not None:
             # A bare @qabot in a reply to someone's message: that message is the question.
             question, why = await self._replied_question(message)
             if why:
                 await message.reply(why, mention_author=False)
                 return
-        if not question or is_help(question):  # `@qabot` alone: a hint; `@qabot help`: the help (cogs/help.py)
+        if not question and forum_post:
+            # Without the Message Content intent a post's text arrives empty; its title is the question.
+            question = " ".join(getattr(message.channel, "name", "").split())
+        if not question and not route.called:
+            return  # e.g. an image in an answer thread, or no Message Content intent: nothing to answer
+        if not question or (is_help(question) and not unprompted):
+            # `@qabot` alone: a hint; `@qabot help`: the help (cogs/help.py)
             k = await asyncio.to_thread(known, self.service, message.guild.id if message.guild else None)
             if question:
                 await message.reply(embed=to_embed(help_embed(k, in_guild=message.guild is not None)),
@@ -363,7 +425,7 @@ class AskCog(commands.Cog):
             else:
                 await message.reply(empty_question_text(k), mention_author=False)
             return
-        if await owner_command(self.bot, message, question):
+        if not unprompted and await owner_command(self.bot, message, question):
             return
         conversation = route.conversation
         guild_id = message.guild.id if message.guild else None
@@ -371,13 +433,14 @@ class AskCog(commands.Cog):
         own = conversation is not None and conversation.startswith("thread:") and any(
             r.asker_id == message.author.id for r in records)
         wait = self.retry_after(message.author.id, cost=self.settings.follow_up_cost if own else 1.0,
-                                exempt=self.manages(message))
+                                exempt=self.manages(message), gs=gs)
         if wait:
             await self.rate_limited(message, wait)
             return
         target: discord.abc.Messageable = message.channel
         in_new_thread = False
-        if conversation is None and self.settings.answer_in_thread and isinstance(message.channel, discord.TextChannel):
+        in_thread = gs.answer_in_thread(self.settings.answer_in_thread)
+        if conversation is None and in_thread and isinstance(message.channel, discord.TextChannel):
             try:
                 thread = await message.create_thread(name=trim(question, THREAD_NAME_MAX))
             except discord.HTTPException as exc:  # no permission, or threads unavailable: reply inline

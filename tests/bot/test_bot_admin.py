@@ -448,8 +448,8 @@ async def test_owner_sync_command_and_nobody_elses(fake: FakeDiscord, service: Q
         reply = await fake.wait_for(lambda: next((r for r in fake.requests[since:] if r.method == "POST" and r.ok
                                                   and r.path == f"/channels/{CHANNEL}/messages"), None))
     assert put.ok and {c["name"] for c in put.json} == {"ask", "ingest", "forget", "stats", "help", "articles",
-                                                         "Ask qabot", "Add to qabot's articles"}
-    assert reply.json["content"].startswith("Synced 6 commands to this server")
+                                                         "Ask qabot", "Add to qabot's articles", "qabot"}
+    assert reply.json["content"].startswith("Synced 9 commands to this server")
     ingest = next(c for c in put.json if c["name"] == "ingest")
     assert int(ingest["default_member_permissions"]) == MANAGE_SERVER and ingest["contexts"] == [0]
     assert [o["name"] for o in ingest["options"]] == ["url", "file", "thread", "pins"]
@@ -463,11 +463,11 @@ async def test_owner_sync_command_and_nobody_elses(fake: FakeDiscord, service: Q
 async def test_sync_commands_logs_in_syncs_and_exits(fake: FakeDiscord) -> None:
     names = await asyncio.wait_for(sync_commands(settings(), None), 10)
     assert sorted(names) == ["Add to qabot's articles", "Ask qabot", "articles", "ask", "forget", "help", "ingest",
-                             "stats"]
+                             "qabot", "stats"]
     put = await fake.wait_for_request("PUT", f"/applications/{fake.application_id}/commands")
     assert put.ok and not fake.identify_payloads  # REST only: no gateway session
     names = await sync_commands(settings(), GUILD)
-    assert GUILD in fake.commands and len(fake.commands[GUILD]) == 6
+    assert GUILD in fake.commands and len(fake.commands[GUILD]) == 9
 
 
 def test_cli_sync(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
