@@ -66,6 +66,8 @@ class SettingsCache:
         self.ttl = ttl
         self.clock = clock
         self._cached: dict[int, tuple[GuildSettings, float]] = {}
+        self._loading: dict[int, tuple[asyncio.Task[GuildSettings], int]] = {}  # one read a guild at a time
+        self._generation: dict[int, int] = {}  # changes made by update(), per guild
         self._lock = asyncio.Lock()
 
     async def _load(self, guild_id: int) -> GuildSettings:
@@ -78,11 +80,18 @@ class SettingsCache:
         cached = self._cached.get(guild_id)
         if cached is not None and self.clock() - cached[1] < self.ttl:
             return cached[0]
+        if guild_id not in self._loading:  # a burst of messages after expiry waits for one read, not one each
+            task = asyncio.create_task(self._load(guild_id))
+            task.add_done_callback(lambda _: self._loading.pop(guild_id, None))
+            self._loading[guild_id] = (task, self._generation.get(guild_id, 0))
+        task, generation = self._loading[guild_id]
         try:
-            settings = await self._load(guild_id)
+            settings = await asyncio.shield(task)
         except Exception:  # noqa: BLE001
             log.exception("reading the settings of guild %s failed", guild_id)
             return cached[0] if cached is not None else GuildSettings()
+        if self._generation.get(guild_id, 0) != generation:  # /qabot changed them meanwhile: that is newer
+            return self._cached[guild_id][0]
         self._cached[guild_id] = (settings, self.clock())
         return settings
 
@@ -91,6 +100,7 @@ class SettingsCache:
         async with self._lock:
             settings = change(await self._load(guild_id))
             await asyncio.to_thread(self.service.bot_state().set_guild_settings, guild_id, settings.to_json())
+            self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
             self._cached[guild_id] = (settings, self.clock())
             return settings
 

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from typing import Any
 import pytest
 
 from bot.app import NEEDS_MESSAGE_CONTENT, WITHOUT_MESSAGE_CONTENT, QABot, run_bot
-from bot.cogs.settings import INTENT_OFF, NEEDS_MANAGE_SERVER
+from bot.cogs.settings import INTENT_OFF, NEEDS_MANAGE_SERVER, SettingsCache
+from bot.guild_settings import GuildSettings
 from embeddings.errors import QabotError
 from embeddings.service import QAService
 from embeddings.settings import BotSettings
@@ -214,6 +216,78 @@ async def test_deny_and_allow_lists_survive_a_restart(fake: FakeDiscord, proc: P
         assert "answers in every channel" in await qabot(fake, "channels", {"action": "clear"})
         await answered_in_new_thread(fake, f"{fake.bot_mention} everywhere again?", channel_id=ASK)
     assert questions(proc) == [QUESTION, QUESTION, "allowed now?", "everywhere again?"]
+
+
+async def recorded(proc: Process, message_id: int) -> None:
+    """Wait until the answer shown in ``message_id`` is in the store (it is written just after sending)."""
+    state = proc.services[-1].bot_state()
+    for _ in range(3000):  # a hang detector, not a speed check
+        if state.answer(message_id) is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise TimeoutError(f"no record for {message_id}")
+
+
+async def test_an_uncached_answer_thread_under_a_denied_channel(fake: FakeDiscord, proc: Process) -> None:
+    """After a restart an archived answer thread is not in the cache: its parent is asked of Discord."""
+    async with fake.running(proc.bot()):
+        req = await answered_in_new_thread(fake, f"{fake.bot_mention} {QUESTION}", channel_id=OFFTOPIC)
+        await recorded(proc, int(req.response["id"]))
+        await qabot(fake, "channels", {"action": "deny"}, channels={"channel": OFFTOPIC})
+    thread_id = int(req.path.split("/")[2])
+    fake.channels[thread_id]["thread_metadata"]["archived"] = True
+    bot = proc.bot()
+    async with fake.running(bot):
+        assert bot.get_channel(thread_id) is None
+        since = len(fake.requests)
+        await fake.message_create("a follow-up in a denied channel?", channel_id=thread_id, author=MEMBER)
+        await fake.wait_for_request("GET", f"/channels/{thread_id}", since=since)
+        await settle(fake)
+        await qabot(fake, "channels", {"action": "clear"})
+        await fake.message_create("and now?", channel_id=thread_id, author=MEMBER)
+        await fake.wait_for_request("POST", f"/channels/{thread_id}/messages", since=since)
+    assert questions(proc) == [QUESTION, "and now?"]
+
+
+async def test_settings_cache_reads_once_per_burst_and_keeps_changes() -> None:
+    class State:
+        def __init__(self) -> None:
+            self.rows: dict[int, dict[str, Any]] = {}
+            self.reads = 0
+            self.broken = False
+            self.delays: list[float] = []
+
+        def guild_settings(self, guild_id: int) -> dict[str, Any]:
+            self.reads += 1
+            row = dict(self.rows.get(guild_id, {}))  # what the store holds when the read starts
+            time.sleep(self.delays.pop(0) if self.delays else 0.05)  # a slow store: the reads overlap
+            if self.broken:
+                raise OSError("store down")
+            return row
+
+        def set_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None:
+            self.rows[guild_id] = values
+
+    state, now = State(), [0.0]
+    service = type("Service", (), {"bot_state": lambda self: state})()
+    cache = SettingsCache(service, ttl=10, clock=lambda: now[0])  # type: ignore[arg-type]
+    assert await asyncio.gather(*(cache.get(1) for _ in range(20))) == [GuildSettings()] * 20
+    assert state.reads == 1  # 20 messages at once: one read
+    await cache.update(1, lambda s: s.with_thread(False))
+    assert (await cache.get(1)).thread is False and state.reads == 2  # at once, from the cache
+    state.rows[1] = {"thread": True}  # another process changes it: seen after the ttl
+    assert (await cache.get(1)).thread is False
+    now[0] = 11
+    assert (await cache.get(1)).thread is True
+    # A read under way while /qabot changes the settings does not bring back the old ones.
+    now[0], state.delays = 30, [0.3]  # this read ends after the change
+    pending = asyncio.create_task(cache.get(1))
+    await asyncio.sleep(0.01)
+    await cache.update(1, lambda s: s.with_thread(None))
+    assert (await pending).thread is None and (await cache.get(1)).thread is None
+    # The store fails: the last known settings, no error.
+    now[0], state.broken = 60, True
+    assert (await cache.get(1)).thread is None and await cache.get(2) == GuildSettings()
 
 
 async def test_a_category_on_the_deny_list_covers_its_channels(fake: FakeDiscord, proc: Process) -> None:
