@@ -387,6 +387,10 @@ class AskCog(commands.Cog):
 
     async def on_question(self, message: discord.Message) -> None:
         gs = await self.guild_settings(message.guild.id if message.guild else None)
+        route = await self.route(message)
+        unprompted = route is None  # not addressed to the bot: a question only by this server's /qabot mode
+        if unprompted and not gs.modes:
+            return  # not for the bot, and no channel of this server answers un-mentioned messages
         # A forum post's starter message has the post's (the thread's) id.
         forum_post = message.guild is not None and message.id == message.channel.id and FORUM in gs.modes.values()
         where = None
@@ -396,8 +400,6 @@ class AskCog(commands.Cog):
             where = await self.fetch_where(message.channel) if need_parent else self.where(message.channel)
             if not gs.listens(where):
                 return  # the server keeps qabot out of this channel (/qabot channels)
-        route = await self.route(message)
-        unprompted = route is None  # not addressed to the bot: a question only by this server's /qabot mode
         if route is None:
             if where is None or not gs.answers_unmentioned(where, forum_post=forum_post):
                 return
