@@ -111,7 +111,9 @@ def help_embed(k: Known, *, in_guild: bool) -> dict[str, Any]:
             "`/ingest url:` or `/ingest file:` adds an article for this server only; `/ingest thread:` a "
             "thread or forum post, `/ingest pins:` a channel's pinned messages (run it again after edits); "
             "**Apps → Add to qabot's articles** on a message adds it. `/forget document:` removes one. "
-            "Other servers never see this server's articles."), "inline": False})
+            "Other servers never see this server's articles. `/qabot` chooses where and how I answer here "
+            "(channels, every message or new forum posts, threads, the rate limit; `/qabot settings` shows "
+            "them)."), "inline": False})
     return {"title": "How to use qabot", "color": COLOUR, "fields": fields,
             "description": ("I answer questions from articles, citing where each answer comes from. When "
                             "they don't hold the answer, I say so and name the closest articles.")}
@@ -232,6 +234,8 @@ def setup_text(missing: list[str]) -> str:
         "• **Ask**: mention me with a question (`@qabot why …?`) or use `/ask`. `/help` shows everything.",
         "• **Add this server's articles** (Manage Server): `/ingest url:` with a link, or `/ingest file:` with "
         "a .txt, .md or .html file. `/articles` lists what I know.",
+        "• **Choose where I answer** (Manage Server): `/qabot channels` and `/qabot mode`; `/qabot settings` "
+        "shows them.",
     ]
     if missing:
         lines.append("• **I'm missing permissions**: " + ", ".join(f"**{m}**" for m in missing)

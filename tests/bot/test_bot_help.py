@@ -151,6 +151,7 @@ async def test_help_is_private_and_its_examples_are_this_servers_titles(fake: Fa
         assert {"Ask", "Follow-ups", "Buttons under an answer", "What I know", "Try asking",
                 "For members with Manage Server"} <= set(fields)
         assert "Sources" in fields["Buttons under an answer"] and "/ingest" in fields["For members with Manage Server"]
+        assert "/qabot settings" in fields["For members with Manage Server"]
         assert "13 articles" in fields["What I know"] and "12 added to this server" in fields["What I know"]
         # Examples: this server's newest articles first; never the seed question hard-coded.
         assert fields["Try asking"].splitlines() == [f"• @qabot what is “{t}” about?" for t in OWN_TITLES[:-4:-1]]
@@ -261,6 +262,7 @@ async def test_setup_message_on_join_names_missing_permissions(fake: FakeDiscord
         await fake.guild_join(guild2, system_channel_id=system2, channels=[900000000000000112, system2])
         msg = await fake.wait_for_request("POST", f"/channels/{system2}/messages", since=since)
         assert "I have all the permissions I need" in msg.json["content"]
+        assert "/qabot channels" in msg.json["content"]
 
         # Nowhere to write: nothing sent, and the bot carries on.
         since = len(fake.requests)
