@@ -1823,6 +1823,7 @@ class FakeDiscord:
         return _json_response(stored, 201)
 
     # =======================================================================================    # History, pins, threads, forum posts, message commands (issue 15 items 5-6: asking about a
+    # History, pins, threads, forum posts, message commands (issue 15 items 5-6: asking about a
     # message, learning from Discord). Kept in one section to ease merging.
     # - GET /channels/{id}/messages: before / after / around / limit (1-100, default 50), newest first
     #   as Discord answers (also for ``after``: the oldest ``limit`` after it, sorted newest first);

@@ -321,8 +321,9 @@ def test_two_writer_processes_and_a_reader_at_once(pg_url, tmp_path):
                 answers += 1
                 assert all(p.text.startswith("Report ") for p in ans.passages)
                 # Every committed snapshot is whole: no passage without its document or embedding, no
-                # duplicate (scope, source), no half-replaced document.
-                assert_consistent(pg_url)
+                # duplicate (scope, source), no half-replaced document. An embedding a replacement left
+                # unused may wait in qabot_sweep until its writer finishes; after both have, none is left.
+                assert_consistent(pg_url, queued_orphans_ok=True)
             except BaseException as exc:  # noqa: BLE001 - collected and reported below
                 errors.append(exc)
                 break
