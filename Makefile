@@ -44,6 +44,12 @@ eval: $(STAMP)
 	$(BIN)/qabot eval $(EVAL)/squad_v1_dev --split heldout --abstention
 	$(BIN)/qabot eval $(EVAL)/scifact --split heldout --compare --plot eval-out/scifact.png
 	$(BIN)/qabot eval $(EVAL)/seed --compare
+	$(BIN)/qabot eval $(EVAL)/seed_chat --compare
+	$(BIN)/qabot eval $(EVAL)/nq_open --split all --compare
+	$(BIN)/qabot eval $(EVAL)/nq_open --split all --abstention
+	$(BIN)/qabot eval $(EVAL)/coqa_conv --split all --compare
+	$(BIN)/qabot eval $(EVAL)/coqa_conv --split all --abstention
+	$(BIN)/qabot eval $(EVAL)/squad_v1_dev --split tune --abstention
 
 # Benchmarks (not tests): speed against txtai and LangChain (README "Speed"), then the Discord bot under load.
 bench: bench-speed bench-discord

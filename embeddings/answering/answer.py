@@ -29,6 +29,7 @@ from embeddings.models import (
 )
 from embeddings.store.base import IndexBackend
 from embeddings.store.records import PassageRow
+from embeddings.text.phrasing import rewrite
 from embeddings.text.terms import tokenize
 
 V = TypeVar("V")
@@ -86,8 +87,23 @@ def validate_question(question: str) -> str:
 
 
 RERANK_FEATURES = ("z_dense", "z_bm25", "z_best_sentence_cosine", "best_sentence_cosine_gap",
-                   "best_sentence_overlap", "best_sentence_bigrams")
+                   "best_sentence_overlap", "best_sentence_bigrams", "passage_overlap",
+                   "z_dense_when_words_differ", "z_bm25_when_one_stands_out")
 SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue", "passage_prior")
+CONFIDENCE_FEATURES = ("best_sentence_cosine", "top_passage_cosine", "best_sentence_overlap",
+                       "answer_passage_overlap", "best_sentence_bigrams")
+
+
+def question_gated(features: np.ndarray) -> np.ndarray:
+    """Reranker rows for a model with two weight vectors, one for questions typed in other words than any
+    passage's and one for questions whose words a passage holds, blended by how much of the question the
+    best-covered candidate holds (its passage_overlap, 0..1): the balance of dense and keyword evidence
+    then follows the question, one smooth model rather than one fitted to a single question style."""
+    return gated(features, float(features[:, RERANK_FEATURES.index("passage_overlap")].max(initial=0.0)))
+
+
+def gated(features: np.ndarray, covered: float) -> np.ndarray:
+    return np.hstack([(1.0 - covered) * features, covered * features])
 
 
 # Per passage id: its sentence spans and their question-dependent features (all but the rank prior).
@@ -125,6 +141,19 @@ class _ScoredSentence:
     end: int
     cosine: float
     score: float
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    """A question's fused candidates and how it was read, before reranking (Answerer.retrieve)."""
+
+    question: str
+    qvec: np.ndarray        # the question's own vector (sentences are scored against it)
+    search_vec: np.ndarray  # what dense search used (blended with the conversation for a follow-up)
+    reading: Reading
+    cands: list[Candidate]
+    rows: dict[int, PassageRow]
+    encoded_at: float       # perf_counter() when encoding was done (for Timings)
 
 
 class _PassageLRU(Generic[V]):
@@ -185,6 +214,13 @@ class Answerer:
             have.update(fresh)
         return [have[t] for t in texts]
 
+    def _knows(self, word: str, scope: str) -> bool:
+        """Whether the articles visible in `scope` hold this word (as the keyword index reads it)."""
+        if not tokenize([word])[0]:
+            return True  # a stop word: nothing to correct
+        ids, _ = self.index.keyword_search(word, 1, scope)
+        return len(ids) > 0
+
     def _prior(self, reading: Reading) -> dict[int, float]:
         """Passages near the previous answer's: 1.0 for it and its neighbours in its document, 0.6 for the
         document's other passages within three of it (ids of one document are consecutive)."""
@@ -244,13 +280,12 @@ class Answerer:
             out.update(fresh)
         return out
 
-    def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE,
-               history: Sequence[Turn] | None = None) -> Answer:
-        t0 = time.perf_counter()
-        q = validate_question(question)
-        self.index.refresh()
-        reading = read_in_context(q, history)
-        vecs = self._encode_questions([q, *reading.context])
+    def retrieve(self, question: str, *, depth: int, scope: str = BASE_SCOPE,
+                 history: Sequence[Turn] | None = None) -> Retrieved:
+        """The fused candidates for an already validated question read in its conversation, before any
+        reranking: the stage tools/fit_weights.py fits the models after, so it sees exactly what answer() sees."""
+        reading = read_in_context(question, history)
+        vecs = self._encode_questions([question, *reading.context])
         qvec = vecs[0]
         search_vec = qvec
         if reading.context and self.params.history_dense_weight > 0:
@@ -258,8 +293,7 @@ class Answerer:
             ctx = sum(v * 0.5 ** i for i, v in enumerate(vecs[1:]))
             blend = qvec + self.params.history_dense_weight * ctx / np.linalg.norm(ctx)
             search_vec = (blend / np.linalg.norm(blend)).astype(np.float32)
-        t1 = time.perf_counter()
-        depth = max(k, self.params.answer_passages, self.params.rerank_depth if self.params.rerank_weights else 0)
+        encoded = time.perf_counter()
         prior = self._prior(reading)
         cands = self.retriever.search(reading.search_text, search_vec, depth, scope=scope, prior=prior)
         rows = self._passages([c.passage_id for c in cands])
@@ -268,21 +302,30 @@ class Answerer:
             docs = set(reading.prior_docs)
             cands = [replace(c, prior=max(c.prior, 0.6)) if rows[c.passage_id].doc.doc_key in docs else c
                      for c in cands]
+        return Retrieved(question, qvec, search_vec, reading, cands, rows, encoded)
+
+    def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE,
+               history: Sequence[Turn] | None = None) -> Answer:
+        t0 = time.perf_counter()
+        q = validate_question(question)
+        self.index.refresh()
+        depth = max(k, self.params.answer_passages, self.params.rerank_depth if self.params.rerank_weights else 0)
+        # Read as the articles are written: abbreviations spelt out, countries beside capitals, typos fixed.
+        said = rewrite(q, lambda word: self._knows(word, scope))
+        text = said.text
+        got = self.retrieve(text, depth=depth, scope=scope, history=history)
+        qvec, rows, reading = got.qvec, got.rows, got.reading
+        t1 = got.encoded_at
+        cands = got.cands
         memo: SentenceMemo = {}
         if self.params.rerank_weights and len(cands) > 1:
-            cands = self.rerank(q, qvec, cands, rows, memo=memo)
+            cands = self.rerank(text, qvec, cands, rows, memo=memo)
         t2 = time.perf_counter()
         hits = tuple(_hit(rows[c.passage_id], c) for c in cands[:k])
-        best, confidence = self._best_sentence(q, qvec, cands[: self.params.answer_passages], rows, memo=memo)
-        if best is not None and reading.context:
-            # "when did that happen?" shares little with any sentence: judge the answer against the question
-            # as read in its conversation (the blended vector, the borrowed words) when that says more.
-            row = rows[best.passage_id]
-            vec = self._sentence_vectors([row])[row.id][row.sentences.index((best.start, best.end))]
-            terms = set(tokenize([reading.search_text])[0]) - QUESTION_WORDS
-            own = set(tokenize([row.text[best.start:best.end]])[0])
-            read = self.confidence(float(vec @ search_vec), cands[0].dense, len(terms & own) / max(len(terms), 1))
-            confidence = max(confidence, read)
+        best, feats = self.best_sentence(text, qvec, cands[: self.params.answer_passages], rows, memo=memo)
+        confidence = 0.0
+        if best is not None:
+            confidence = self.confidence(self.confidence_features(got, cands, best, feats))
         found = best is not None and confidence >= self.params.answer_threshold
         sentences: tuple[AnswerSentence, ...] = ()
         if found and best is not None:
@@ -297,31 +340,69 @@ class Answerer:
         timings = Timings(encode_ms=(t1 - t0) * 1e3, search_ms=(t2 - t1) * 1e3, answer_ms=(t3 - t2) * 1e3,
                           total_ms=(t3 - t0) * 1e3)
         return Answer(q, found, sentences, hits, confidence, timings,
-                      interpreted_as=reading.interpreted_as if reading.uses_history else "",
+                      interpreted_as=reading.interpreted_as if reading.uses_history else
+                      (text if said.changes else ""),
                       suggestions=() if found else closest_titles(hits))
+
+    def confidence_features(self, got: Retrieved, cands: list[Candidate], best: _ScoredSentence,
+                            feats: np.ndarray) -> np.ndarray:
+        """What the confidence model reads (CONFIDENCE_FEATURES) for the chosen sentence. For a follow-up
+        ("when did that happen?" shares little with any sentence) the answer is also judged against the
+        question as read in its conversation (the blended vector, the borrowed words), whichever says more."""
+        row = got.rows[best.passage_id]
+        q_terms = set(tokenize([got.question])[0]) - QUESTION_WORDS
+        passage_terms = frozenset().union(*self._sentence_terms([row])[row.id].terms)
+        covered = len(q_terms & passage_terms) / max(len(q_terms), 1)
+        own = np.array([feats[0], cands[0].dense, feats[1], covered, feats[3]], dtype=np.float32)
+        if not got.reading.context:
+            return own
+        vec = self._sentence_vectors([row])[row.id][row.sentences.index((best.start, best.end))]
+        terms = set(tokenize([got.reading.search_text])[0]) - QUESTION_WORDS
+        said = set(tokenize([row.text[best.start:best.end]])[0])
+        read = np.array([float(vec @ got.search_vec), cands[0].dense, len(terms & said) / max(len(terms), 1),
+                         len(terms & passage_terms) / max(len(terms), 1), feats[3]], dtype=np.float32)
+        return read if self.confidence(read) > self.confidence(own) else own
 
     def rerank_features(self, question: str, qvec: np.ndarray, cands: list[Candidate],
                         rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> np.ndarray:
         """One row per candidate, in RERANK_FEATURES order: z-scored dense and BM25 scores (over these
-        candidates), z-scored best sentence cosine and its gap to the best of all candidates, and the best
-        sentence's share of question terms and of question bigrams."""
+        candidates), z-scored best sentence cosine and its gap to the best of all candidates, the best
+        sentence's share of question terms and of question bigrams, and the passage's share of question terms.
+
+        The last two make the dense/keyword balance depend on the question: dense scaled by how little of
+        the question any candidate contains (a query typed in other words than the article's), keywords by
+        how sharply one passage stands out on BM25 (a rare name matched) rather than all scoring alike."""
         best = {c.passage_id: np.zeros(3, dtype=np.float32) - 1.0 for c in cands}
         for pid, _s, _e, f in self.sentence_features(question, qvec, cands, rows, memo=memo):
             b = best[pid]
             np.maximum(b, f[[0, 1, 3]], out=b)
         ms = np.array([best[c.passage_id][0] for c in cands], dtype=np.float32)
+        q_terms = {t for t in tokenize([question])[0] if t not in QUESTION_WORDS}
+        sentence_terms = self._sentence_terms([rows[c.passage_id] for c in cands])
+        covered = np.array([len(q_terms.intersection(frozenset().union(*sentence_terms[c.passage_id].terms)))
+                            for c in cands], dtype=np.float32) / max(len(q_terms), 1)
+        keyword = np.array([c.keyword for c in cands], dtype=np.float32)
+        z_dense = zscore(np.array([c.dense for c in cands], dtype=np.float32))
+        z_keyword = zscore(keyword)
+        top = float(keyword.max()) if len(keyword) else 0.0
+        sharpness = (top - float(np.median(keyword))) / top if top > 0 else 0.0
         return np.stack([
-            zscore(np.array([c.dense for c in cands], dtype=np.float32)),
-            zscore(np.array([c.keyword for c in cands], dtype=np.float32)),
+            z_dense, z_keyword,
             zscore(ms), ms - ms.max(),
             np.array([max(best[c.passage_id][1], 0.0) for c in cands], dtype=np.float32),
             np.array([max(best[c.passage_id][2], 0.0) for c in cands], dtype=np.float32),
+            covered,
+            z_dense * (1.0 - float(covered.max(initial=0.0))),
+            z_keyword * sharpness,
         ], axis=1)
 
     def rerank(self, question: str, qvec: np.ndarray, cands: list[Candidate],
                rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> list[Candidate]:
         weights = np.asarray(self.params.rerank_weights, dtype=np.float32)
-        scores = self.rerank_features(question, qvec, cands, rows, memo=memo) @ weights
+        features = self.rerank_features(question, qvec, cands, rows, memo=memo)
+        if len(weights) == 2 * features.shape[1]:
+            features = question_gated(features)
+        scores = features @ weights
         scores = scores + self.params.history_rerank_weight * np.array([c.prior for c in cands], dtype=np.float32)
         order = np.argsort(-scores, kind="stable")
         return [replace(cands[i], score=float(scores[i])) for i in order]
@@ -384,26 +465,30 @@ class Answerer:
             base[:, 4] = cached.cue(kind, row)
         return out
 
-    def _best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
-                       rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None,
-                       ) -> tuple[_ScoredSentence | None, float]:
-        if not cands:
-            return None, 0.0
+    def best_sentence(self, question: str, qvec: np.ndarray, cands: list[Candidate],
+                      rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None,
+                      ) -> tuple[_ScoredSentence | None, np.ndarray]:
+        """The best-scoring sentence of these passages and its SENTENCE_FEATURES (None, empty: no sentence)."""
         weights = np.asarray(self.params.sentence_weights, dtype=np.float32)
-        best: _ScoredSentence | None = None
-        best_feats: np.ndarray | None = None
-        for pid, s, e, feats in self.sentence_features(question, qvec, cands, rows, memo=memo):
-            score = float(feats @ weights)
-            if best is None or score > best.score:
-                best, best_feats = _ScoredSentence(pid, s, e, float(feats[0]), score), feats
-        if best is None or best_feats is None:
-            return None, 0.0
-        return best, self.confidence(float(best_feats[0]), cands[0].dense, float(best_feats[1]))
+        scored = self.sentence_features(question, qvec, cands, rows, memo=memo) if cands else []
+        if not scored:
+            return None, np.zeros(0, dtype=np.float32)
+        feats = np.stack([f for *_, f in scored])
+        x = feats
+        if len(weights) == 2 * feats.shape[1]:
+            # As for the reranker: how much of the question the best-covered sentence holds sets the balance.
+            x = gated(feats, float(feats[:, SENTENCE_FEATURES.index("overlap")].max()))
+        scores = x @ weights
+        i = int(np.argmax(scores))
+        pid, start, end, _ = scored[i]
+        return _ScoredSentence(pid, start, end, float(feats[i, 0]), float(scores[i])), feats[i]
 
-    def confidence(self, sentence_cosine: float, top_passage_cosine: float, sentence_overlap: float) -> float:
-        """Probability that the articles hold the answer (logistic, fitted on the tune split)."""
-        w = self.params.confidence_weights
-        z = w[0] * sentence_cosine + w[1] * top_passage_cosine + w[2] * sentence_overlap + self.params.confidence_bias
+    def confidence(self, features: np.ndarray) -> float:
+        """Probability that the articles hold the answer, from CONFIDENCE_FEATURES (logistic, fitted on the
+        tune sets by tools/fit_weights.py)."""
+        w = np.asarray(self.params.confidence_weights, dtype=np.float64)
+        # A model fitted on fewer features (an index's stored override from before) reads the first ones.
+        z = float(np.asarray(features[: len(w)], dtype=np.float64) @ w) + self.params.confidence_bias
         return float(1.0 / (1.0 + np.exp(-z)))
 
     @staticmethod
