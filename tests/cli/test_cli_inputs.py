@@ -34,6 +34,7 @@ from tests.support import ROOT
 
 SEED = ROOT / "seeds" / "000_db06b687ad4f3416.txt"
 MODEL = "hashing:64"
+HASHING_THRESHOLD = 0.3
 
 
 # ------------------------------------------------------------------ helpers
@@ -94,6 +95,10 @@ def base_index(tmp_path_factory) -> tuple[Path, tuple[list[dict], dict]]:
     proc = run_qabot(root / "idx", "ingest", str(src))
     assert proc.returncode == 0, proc.stderr
     assert "1 added" in proc.stdout
+    # The confidence model is calibrated on the real model's cosines; the hashing stand-in scores the example
+    # question 0.44. The index records its own threshold, as an operator's tuned index would (config.json).
+    with QAService(Settings(home=root / "idx", embed_model=MODEL)) as svc:
+        svc.index.save_config(svc.index.config.with_retrieval(answer_threshold=HASHING_THRESHOLD))
     snap = snapshot(root / "idx")
     assert len(snap[0]) == 1 and snap[0][0]["passages"] > 0
     return root / "idx", snap

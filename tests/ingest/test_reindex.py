@@ -125,7 +125,10 @@ def test_a_reindex_killed_midway_leaves_the_old_index_and_resumes(settings, tmp_
     assert svc.index.store.generation() == generation
     svc.close()
     reader = QAService(settings, encoder=TORCH)
-    assert reader.index.config.encoder_backend == "torch" and reader.ask(QUESTION).found
+    # It still answers from its own vectors (the answer's passage: whether the hashing stand-in's scores clear
+    # the threshold calibrated for the real model is beside the point here).
+    assert reader.index.config.encoder_backend == "torch"
+    assert "Egypt severed diplomatic ties with Iran" in reader.ask(QUESTION).passages[0].text
     reader.close()
 
     monkeypatch.setattr(reindex_mod, "embed_passages", real)
