@@ -17,6 +17,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import harvest
+from bot.permissions import can_manage, refuse_unless_manager
 from bot.render import escape_markdown, trim
 from embeddings.errors import QabotError, user_message
 from embeddings.models import BASE_SCOPE, guild_scope
@@ -30,17 +31,8 @@ log = logging.getLogger(__name__)
 
 UPLOAD_TYPES = SUPPORTED_EXTENSIONS
 NEEDS_MANAGE_SERVER = "Only members with the **Manage Server** permission can change this server's articles."
-GUILD_ONLY = "This command works in a server, not in direct messages."
 ONE_SOURCE = ("Give exactly one of `url:` (an http(s) address), `file:` (a .txt, .md or .html attachment), "
               "`thread:` (a thread or forum post) or `pins:` (a channel whose pinned messages to add).")
-
-
-def can_manage(interaction: discord.Interaction) -> bool:
-    """Manage Server (or Administrator) in this guild, from the permissions Discord sent with the interaction."""
-    if interaction.guild_id is None:
-        return False
-    perms = interaction.permissions
-    return perms.manage_guild or perms.administrator
 
 
 def _size(n: int) -> str:
@@ -70,16 +62,6 @@ class AdminCog(commands.Cog):
         self.service = service
         self.settings = settings
 
-    async def _refuse_unless_manager(self, interaction: discord.Interaction) -> bool:
-        """True (and an ephemeral refusal sent) when the member may not manage this server's articles."""
-        if interaction.guild_id is None:
-            await interaction.response.send_message(GUILD_ONLY, ephemeral=True)
-            return True
-        if not can_manage(interaction):
-            await interaction.response.send_message(NEEDS_MANAGE_SERVER, ephemeral=True)
-            return True
-        return False
-
     # ---- /ingest ---------------------------------------------------------------------------------
 
     @app_commands.command(name="ingest", description="Add an article to this server's index (Manage Server)")
@@ -91,7 +73,7 @@ class AdminCog(commands.Cog):
     async def ingest(self, interaction: discord.Interaction, url: str | None = None,
                      file: discord.Attachment | None = None, thread: app_commands.AppCommandThread | None = None,
                      pins: app_commands.AppCommandChannel | app_commands.AppCommandThread | None = None) -> None:
-        if await self._refuse_unless_manager(interaction):
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         if sum(x is not None for x in (url, file, thread, pins)) != 1:
             await interaction.response.send_message(ONE_SOURCE, ephemeral=True)
@@ -175,7 +157,7 @@ class AdminCog(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def forget(self, interaction: discord.Interaction, document: str) -> None:
-        if await self._refuse_unless_manager(interaction):
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
         scope = guild_scope(interaction.guild_id)

@@ -263,24 +263,38 @@ class AskCog(commands.Cog):
 
     # ---- /ask ------------------------------------------------------------------------------------
 
-    @app_commands.command(name="ask", description="Ask a question about the articles")
-    @app_commands.describe(question="What do you want to know?", private="Only you see the answer")
-    async def ask(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
+    @staticmethod
+    async def _refuse_invalid(interaction: discord.Interaction, question: str) -> bool:
+        """True (and the reason sent privately) when ``question`` is not one to answer. Checked before the
+        defer: only a first response can be private, and a typo should neither be answered in public nor
+        count against the rate limit."""
         try:
-            # Checked before the defer: only a first response can be private, and a typo should neither be
-            # answered in public nor count against the rate limit.
             QAService.validate_question(question)
         except QabotError as exc:
             await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
-            return
+            return True
+        return False
+
+    async def _refuse_rate_limited(self, interaction: discord.Interaction, gs: GuildSettings | None = None) -> bool:
+        """True (and when to try again sent privately) when the user must wait; Manage Server is exempt.
+        ``gs``: the server's settings, as in ``retry_after``."""
         exempt = interaction.guild_id is not None and interaction.permissions.manage_guild
+        wait = self.retry_after(interaction.user.id, exempt=exempt, gs=gs)
+        if wait:
+            await interaction.response.send_message(rate_notice(wait), ephemeral=True)
+            return True
+        return False
+
+    @app_commands.command(name="ask", description="Ask a question about the articles")
+    @app_commands.describe(question="What do you want to know?", private="Only you see the answer")
+    async def ask(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
+        if await self._refuse_invalid(interaction, question):
+            return
         gs = await self.guild_settings(interaction.guild_id)
         if interaction.guild_id is not None and gs.restricts and interaction.channel is not None \
                 and not gs.listens(self.where(interaction.channel)):
             private = True  # the server keeps qabot out of this channel: answer only the asker
-        wait = self.retry_after(interaction.user.id, exempt=exempt, gs=gs)
-        if wait:
-            await interaction.response.send_message(rate_notice(wait), ephemeral=True)
+        if await self._refuse_rate_limited(interaction, gs):
             return
         await interaction.response.defer(thinking=True, ephemeral=private)
         result = await self.answer(question, interaction.guild_id)
@@ -300,15 +314,9 @@ class AskCog(commands.Cog):
         if not question:
             await interaction.response.send_message(NO_TEXT, ephemeral=True)
             return
-        try:
-            QAService.validate_question(question)
-        except QabotError as exc:
-            await interaction.response.send_message(trim(user_message(exc), 2000), ephemeral=True)
+        if await self._refuse_invalid(interaction, question):
             return
-        exempt = interaction.guild_id is not None and interaction.permissions.manage_guild
-        wait = self.retry_after(interaction.user.id, exempt=exempt)
-        if wait:
-            await interaction.response.send_message(rate_notice(wait), ephemeral=True)
+        if await self._refuse_rate_limited(interaction):
             return
         await interaction.response.defer(thinking=True)
         result = await self.answer(question, interaction.guild_id)

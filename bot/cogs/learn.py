@@ -16,7 +16,8 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import harvest
-from bot.cogs.admin import GUILD_ONLY, NEEDS_MANAGE_SERVER, can_manage, format_report
+from bot.cogs.admin import NEEDS_MANAGE_SERVER, format_report
+from bot.permissions import refuse_unless_manager
 from bot.render import trim
 from embeddings.errors import QabotError, user_message
 from embeddings.models import guild_scope
@@ -50,11 +51,7 @@ class LearnCog(commands.Cog):
     @app_commands.default_permissions(manage_guild=True)
     @app_commands.guild_only()
     async def add_message(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        if interaction.guild_id is None:
-            await interaction.response.send_message(GUILD_ONLY, ephemeral=True)
-            return
-        if not can_manage(interaction):  # default_permissions only hides the menu; this is the check
-            await interaction.response.send_message(NEEDS_MANAGE_SERVER, ephemeral=True)
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):  # default_permissions only hides the menu
             return
         limit = self.settings.max_upload_bytes
         parts = harvest.message_parts(message, limit)

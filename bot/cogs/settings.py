@@ -23,7 +23,6 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot.cogs.admin import GUILD_ONLY, can_manage
 from bot.guild_settings import (
     EVERY,
     FORUM,
@@ -36,6 +35,7 @@ from bot.guild_settings import (
     describe_channels,
     describe_rate,
 )
+from bot.permissions import refuse_unless_manager
 from bot.render import trim
 from embeddings.service import QAService
 from embeddings.settings import BotSettings
@@ -132,15 +132,6 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
         """False when the bot runs without the Message Content intent (item 9): 'every message' cannot work."""
         return self.bot.intents.message_content
 
-    async def _refused(self, interaction: discord.Interaction) -> bool:
-        if interaction.guild_id is None:
-            await interaction.response.send_message(GUILD_ONLY, ephemeral=True)
-            return True
-        if not can_manage(interaction):
-            await interaction.response.send_message(NEEDS_MANAGE_SERVER, ephemeral=True)
-            return True
-        return False
-
     async def _change(self, interaction: discord.Interaction, change: Callable[[GuildSettings], GuildSettings],
                       done: Callable[[GuildSettings], str]) -> None:
         """Store a change and say what the setting is now, privately (or why it could not be made)."""
@@ -166,7 +157,7 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
     ])
     async def channels(self, interaction: discord.Interaction, action: str,
                        channel: ListedChannel | None = None) -> None:
-        if await self._refused(interaction):
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         target = channel.id if channel is not None else _here(interaction)
 
@@ -190,7 +181,7 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
         app_commands.Choice(name="new forum posts (a forum channel)", value=FORUM),
     ])
     async def mode(self, interaction: discord.Interaction, mode: str, channel: ModeChannel | None = None) -> None:
-        if await self._refused(interaction):
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         if channel is None:
             here = _here(interaction)
@@ -223,7 +214,7 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
         app_commands.Choice(name="the bot's default", value="default"),
     ])
     async def threads(self, interaction: discord.Interaction, answer: str) -> None:
-        if await self._refused(interaction):
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         value = {"on": True, "off": False}.get(answer)
         await self._change(interaction, lambda s: s.with_thread(value), lambda s: "Threads: " + self._threads(s) + ".")
@@ -241,7 +232,7 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
     async def ratelimit(self, interaction: discord.Interaction,
                         questions: app_commands.Range[int, 0, 100] | None = None,
                         seconds: app_commands.Range[int, 10, 3600] | None = None, reset: bool = False) -> None:
-        if await self._refused(interaction):
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         assert interaction.guild_id is not None
         if reset and (questions is not None or seconds is not None):
@@ -266,7 +257,7 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
 
     @app_commands.command(name="settings", description="Show qabot's settings for this server")
     async def show(self, interaction: discord.Interaction) -> None:
-        if await self._refused(interaction):
+        if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         assert interaction.guild_id is not None
         s = await self.cache.get(interaction.guild_id)

@@ -11,17 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bot.app import QABot, sync_commands
 from bot.cogs.admin import NEEDS_MANAGE_SERVER
-from embeddings.encoders.hashing import HashingEncoder
 from embeddings.evaluation.datasets import load_dataset
 from embeddings.models import BASE_SCOPE, guild_scope
 from embeddings.service import QAService
-from embeddings.settings import BotSettings, Settings
 from embeddings.store.embedded.feedback import FeedbackStore
+from tests.bot.processes import BASE_ARTICLE, Files, settings
 from tests.fakes.fake_discord import FakeDiscord
 
 GUILD = 111111111111111111
@@ -33,10 +30,6 @@ OTHER_USER = 888888888888888888
 PLAIN = 0  # a member without any permission
 MANAGE_SERVER = 0x20
 
-BASE_ARTICLE = """Lighthouse keepers of the northern coast
-
-The northern lighthouse was painted red and white in 1901 so that ships could see it in the fog.
-"""
 SECRET = "zorblax"
 UPLOAD = f"""Quuxville {SECRET} festival schedule
 
@@ -50,62 +43,6 @@ HTML_ARTICLE = """<html><head><title>Pelican census results</title></head><body>
 <h1>Pelican census results</h1>
 <p>The pelican census counted 412 pelicans on the estuary, the most since records began.</p>
 </article></body></html>"""
-
-
-def settings(**kw: Any) -> BotSettings:
-    base = {"token": "fake-token", "rate_limit": 0, "guild_ready_timeout": 0.05}
-    return BotSettings(**{**base, **kw})
-
-
-@pytest.fixture
-def service(tmp_path: Path):
-    svc = QAService(Settings(home=tmp_path / "idx"), encoder=HashingEncoder(256), allow_private_urls=True)
-    (tmp_path / "lighthouse.txt").write_text(BASE_ARTICLE, encoding="utf-8")
-    assert svc.ingest([str(tmp_path / "lighthouse.txt")], progress=False).ok
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch):
-    async with FakeDiscord() as fake:
-        fake.patch(monkeypatch)
-        await fake.guild_create(GUILD, channels=[CHANNEL], members=[USER, OTHER_USER])
-        await fake.guild_create(GUILD_B, channels=[CHANNEL_B], members=[USER])
-        yield fake
-
-
-class Files:
-    """A tiny file server on 127.0.0.1 standing in for Discord's CDN (attachments) and for web pages."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, tuple[bytes, str]] = {}
-        self.hits: list[str] = []
-        self.server: TestServer | None = None
-
-    async def _get(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        self.hits.append(name)
-        if name not in self.files:
-            return web.Response(status=404)
-        data, ctype = self.files[name]
-        return web.Response(body=data, content_type=ctype)
-
-    def add(self, name: str, data: bytes, content_type: str = "text/plain") -> str:
-        self.files[name] = (data, content_type)
-        assert self.server is not None
-        return f"http://127.0.0.1:{self.server.port}/files/{name}"
-
-
-@pytest.fixture
-async def files():
-    f = Files()
-    app = web.Application()
-    app.router.add_get("/files/{name}", f._get)
-    f.server = TestServer(app, host="127.0.0.1")
-    await f.server.start_server()
-    yield f
-    await f.server.close()
 
 
 async def ingest_file(fake: FakeDiscord, files: Files, name: str, data: bytes, *, permissions: int = MANAGE_SERVER,

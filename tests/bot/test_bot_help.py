@@ -8,20 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import QABot
 from bot.render import trim
 from embeddings.models import guild_scope
-from embeddings.service import QAService
-from embeddings.settings import BotSettings
+from tests.bot.processes import Process, recorded, seed_service
 from tests.fakes.fake_discord import FLAG_EPHEMERAL, FakeDiscord
-from tests.support import SEEDS, make_service
+from tests.support import make_service
 
 GUILD = 111111111111111111
 CHANNEL = 333333333333333333
@@ -39,16 +35,11 @@ VIEW_CHANNEL, SEND, EMBED_LINKS, ADD_REACTIONS = 1 << 10, 1 << 11, 1 << 14, 1 <<
 READ_HISTORY, CREATE_PUBLIC_THREADS, SEND_IN_THREADS = 1 << 16, 1 << 35, 1 << 38
 
 
-def settings(**kw: Any) -> BotSettings:
-    return BotSettings(**{"token": "fake-token", "rate_limit": 0, "guild_ready_timeout": 0.05, **kw})
-
-
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("help")
     home = root / "idx"
-    svc = make_service(home)
-    assert svc.ingest([str(SEEDS)], progress=False).ok
+    svc = seed_service(home)
     for i, title in enumerate(OWN_TITLES):
         path = root / f"own{i:02d}.txt"
         path.write_text(f"{title}\n\nThe lighthouse keeper number {i} painted the tower in year {1900 + i}.\n",
@@ -56,49 +47,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert svc.ingest([str(path)], scope=guild_scope(GUILD), progress=False).ok
     svc.close()
     return home
-
-
-class Process:
-    """The bot process's services over a per-test copy of the index; each bot() is a fresh process."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.services: list[QAService] = []
-        self.asked: list[str] = []
-
-    def bot(self, **kw: Any) -> QABot:
-        svc = make_service(self.home)
-        real = svc.ask
-
-        def ask(question: str, **kwargs: Any):
-            self.asked.append(question)
-            return real(question, **kwargs)
-
-        svc.ask = ask  # type: ignore[method-assign]
-        self.services.append(svc)
-        return QABot(svc, settings(**kw))
-
-    def close(self) -> None:
-        for svc in self.services:
-            svc.close()
-
-
-@pytest.fixture
-def proc(seeded: Path, tmp_path: Path) -> Iterator[Process]:
-    home = tmp_path / "idx"
-    shutil.copytree(seeded, home)
-    p = Process(home)
-    yield p
-    p.close()
-
-
-@pytest.fixture
-async def fake(monkeypatch: pytest.MonkeyPatch):
-    async with FakeDiscord() as fake:
-        fake.patch(monkeypatch)
-        await fake.guild_create(GUILD, channels=[CHANNEL], members=[USER, OTHER_USER])
-        await fake.guild_create(GUILD_B, channels=[CHANNEL_B], members=[USER])
-        yield fake
 
 
 def seed_title(proc: Process) -> str:
@@ -126,15 +74,6 @@ async def ask_by_mention(fake: FakeDiscord, question: str, *, channel_id: int = 
     req = await fake.wait_for_request("POST", f"/channels/{incoming['id']}/messages")
     assert req.ok, req.response
     return req
-
-
-async def recorded(proc: Process, message_id: int) -> None:
-    state = proc.services[-1].bot_state()
-    for _ in range(3000):  # a hang detector, not a speed check
-        if state.answer(message_id) is not None:
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"no record for {message_id}")
 
 
 # ---- help ---------------------------------------------------------------------------------------------
@@ -177,7 +116,7 @@ async def test_help_is_private_and_its_examples_are_this_servers_titles(fake: Fa
         names = [f["name"] for f in dm["fields"]]
         assert "For members with Manage Server" not in names
         assert "1 articles" in next(f["value"] for f in dm["fields"] if f["name"] == "What I know")
-    assert proc.asked == []  # nothing was answered as a question
+    assert proc.questions() == []  # nothing was answered as a question
 
 
 async def test_not_found_names_the_closest_articles(fake: FakeDiscord, proc: Process) -> None:

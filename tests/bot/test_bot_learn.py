@@ -9,8 +9,6 @@ from typing import Any
 
 import discord
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 import bot.app
 from bot import harvest
@@ -24,19 +22,17 @@ from embeddings.encoders.hashing import HashingEncoder
 from embeddings.models import guild_scope
 from embeddings.service import QAService
 from embeddings.settings import Settings
+from tests.bot.processes import Files, settings
 from tests.bot.test_bot_admin import (
-    BASE_ARTICLE,
     CHANNEL,
     GUILD,
     MANAGE_SERVER,
     OTHER_USER,
     PLAIN,
     USER,
-    Files,
     callback,
     embed_body,
     original_edits,
-    settings,
     wait_edit,
 )
 from tests.fakes.fake_discord import ALL_PERMISSIONS, FakeDiscord
@@ -52,27 +48,6 @@ LIGHTHOUSE_Q = "when was the northern lighthouse painted red and white?"
 FERRY_Q = "when does the quuxbridge ferry stop running?"
 FERRY_FACT = "The quuxbridge ferry stops running in January because the river freezes over."
 FERRY_EDITED = "The quuxbridge ferry stops running in March because the pier is repaired."
-
-
-@pytest.fixture
-def service(tmp_path: Path):
-    """The shared lighthouse article (it knows 1901), and nothing of this server yet."""
-    svc = QAService(Settings(home=tmp_path / "idx"), encoder=HashingEncoder(256), allow_private_urls=True)
-    (tmp_path / "lighthouse.txt").write_text(BASE_ARTICLE, encoding="utf-8")
-    assert svc.ingest([str(tmp_path / "lighthouse.txt")], progress=False).ok
-    yield svc
-    svc.close()
-
-
-@pytest.fixture
-async def files():
-    f = Files()
-    app = web.Application()
-    app.router.add_get("/files/{name}", f._get)
-    f.server = TestServer(app, host="127.0.0.1")
-    await f.server.start_server()
-    yield f
-    await f.server.close()
 
 
 @pytest.fixture

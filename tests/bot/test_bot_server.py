@@ -5,21 +5,14 @@ index directory, as `qabot run` does after a crash or deploy."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import sqlite3
 import sys
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import QABot
-from embeddings.service import QAService
-from embeddings.settings import BotSettings
+from tests.bot.processes import Process, recorded
 from tests.fakes.fake_discord import FLAG_EPHEMERAL, FakeDiscord
-from tests.support import SEEDS, make_service
 
 GUILD = 111111111111111111
 CHANNEL = 333333333333333333
@@ -31,57 +24,6 @@ MANAGE_SERVER = 0x20
 
 QUESTION = "why did Egypt cut ties with Iran?"
 FOLLOW_UP = "who mediated between Iran and the West?"
-
-
-def settings(**kw: Any) -> BotSettings:
-    base = {"token": "fake-token", "rate_limit": 0, "guild_ready_timeout": 0.05}
-    return BotSettings(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("seeded") / "idx"
-    svc = make_service(home)
-    assert svc.ingest([str(SEEDS)], progress=False).ok
-    svc.close()
-    return home
-
-
-class Process:
-    """One bot process's service over a per-test copy of the seeded index; ``restart()`` opens a new one."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.services: list[QAService] = []
-        self.asked: list[dict[str, Any]] = []  # every QAService.ask call: question, scope, history
-
-    def service(self) -> QAService:
-        svc = make_service(self.home)
-        real = svc.ask
-
-        def ask(question: str, **kw: Any):
-            self.asked.append({"question": question, **kw})
-            return real(question, **kw)
-
-        svc.ask = ask  # type: ignore[method-assign]
-        self.services.append(svc)
-        return svc
-
-    def bot(self, **kw: Any) -> QABot:
-        return QABot(self.service(), settings(**kw))
-
-    def close(self) -> None:
-        for svc in self.services:
-            svc.close()
-
-
-@pytest.fixture
-def proc(seeded: Path, tmp_path: Path) -> Iterator[Process]:
-    home = tmp_path / "idx"
-    shutil.copytree(seeded, home)
-    p = Process(home)
-    yield p
-    p.close()
 
 
 @pytest.fixture
@@ -106,16 +48,6 @@ async def click(fake: FakeDiscord, message_id: int, custom_id: str, *, user: int
     since = len(fake.requests) if since is None else since
     await fake.component_click(message_id, custom_id, user=user)
     return await fake.wait_for_request("POST", "/callback", since=since)
-
-
-async def recorded(proc: Process, message_id: int) -> None:
-    """Wait until the answer shown in ``message_id`` is in the store (it is written just after sending)."""
-    state = proc.services[-1].bot_state()
-    for _ in range(3000):  # a hang detector, not a speed check
-        if state.answer(message_id) is not None:
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"no record for {message_id}")
 
 
 def custom_ids(payload: dict) -> list[str]:

@@ -8,20 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import NEEDS_MESSAGE_CONTENT, WITHOUT_MESSAGE_CONTENT, QABot, run_bot
+from bot.app import NEEDS_MESSAGE_CONTENT, WITHOUT_MESSAGE_CONTENT, run_bot
 from bot.cogs.settings import INTENT_OFF, NEEDS_MANAGE_SERVER, SettingsCache
 from bot.guild_settings import GuildSettings
 from embeddings.errors import QabotError
 from embeddings.service import QAService
 from embeddings.settings import BotSettings
+from tests.bot.processes import Process, recorded, settings
 from tests.fakes.fake_discord import (
     ALL_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
@@ -30,7 +28,6 @@ from tests.fakes.fake_discord import (
     FakeDiscord,
     command_option_errors,
 )
-from tests.support import SEEDS, make_service
 
 GUILD = 111111111111111111
 ASK = 333333333333333333  # the fake guild's channels
@@ -45,58 +42,6 @@ MANAGE_SERVER = 0x20
 NO_MANAGE = DEFAULT_EVERYONE_PERMISSIONS & ~MANAGE_SERVER
 
 QUESTION = "why did Egypt cut ties with Iran?"
-
-
-def settings(**kw: Any) -> BotSettings:
-    base = {"token": "fake-token", "rate_limit": 0, "guild_ready_timeout": 0.05}
-    return BotSettings(**{**base, **kw})
-
-
-@pytest.fixture(scope="module")
-def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("seeded") / "idx"
-    svc = make_service(home)
-    assert svc.ingest([str(SEEDS)], progress=False).ok
-    svc.close()
-    return home
-
-
-class Process:
-    """One bot process's service over a per-test copy of the seeded index; each ``bot()`` is a new process
-    (new client, new service, the same store). ``asked`` records every question the services were asked."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.services: list[QAService] = []
-        self.asked: list[str] = []
-
-    def service(self) -> QAService:
-        svc = make_service(self.home)
-        real = svc.ask
-
-        def ask(question: str, **kw: Any):
-            self.asked.append(question)
-            return real(question, **kw)
-
-        svc.ask = ask  # type: ignore[method-assign]
-        self.services.append(svc)
-        return svc
-
-    def bot(self, **kw: Any) -> QABot:
-        return QABot(self.service(), settings(**kw))
-
-    def close(self) -> None:
-        for svc in self.services:
-            svc.close()
-
-
-@pytest.fixture
-def proc(seeded: Path, tmp_path: Path) -> Iterator[Process]:
-    home = tmp_path / "idx"
-    shutil.copytree(seeded, home)
-    p = Process(home)
-    yield p
-    p.close()
 
 
 # @everyone lacks Manage Server, so members' questions are rate limited; USER owns the guild.
@@ -141,7 +86,7 @@ async def settle(fake: FakeDiscord) -> None:
 
 
 def questions(proc: Process) -> list[str]:
-    return [q for q in proc.asked if not q.startswith("settle ")]
+    return [q for q in proc.questions() if not q.startswith("settle ")]
 
 
 # ---- the commands as Discord sees them ----------------------------------------------------------------------
@@ -216,16 +161,6 @@ async def test_deny_and_allow_lists_survive_a_restart(fake: FakeDiscord, proc: P
         assert "answers in every channel" in await qabot(fake, "channels", {"action": "clear"})
         await answered_in_new_thread(fake, f"{fake.bot_mention} everywhere again?", channel_id=ASK)
     assert questions(proc) == [QUESTION, QUESTION, "allowed now?", "everywhere again?"]
-
-
-async def recorded(proc: Process, message_id: int) -> None:
-    """Wait until the answer shown in ``message_id`` is in the store (it is written just after sending)."""
-    state = proc.services[-1].bot_state()
-    for _ in range(3000):  # a hang detector, not a speed check
-        if state.answer(message_id) is not None:
-            return
-        await asyncio.sleep(0.01)
-    raise TimeoutError(f"no record for {message_id}")
 
 
 async def test_an_uncached_answer_thread_under_a_denied_channel(fake: FakeDiscord, proc: Process) -> None:
@@ -466,7 +401,7 @@ async def test_starts_and_answers_without_the_intent(monkeypatch: pytest.MonkeyP
             assert post_answer.json["embeds"][0]["title"] == "Why did Egypt cut ties with Iran?"
     warnings = [r for r in caplog.records if r.getMessage() == WITHOUT_MESSAGE_CONTENT]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING  # said once, at start-up
-    assert "who mediated?" not in proc.asked
+    assert "who mediated?" not in proc.questions()
 
 
 async def test_message_content_on_refuses_to_start_and_off_never_asks(monkeypatch: pytest.MonkeyPatch,
