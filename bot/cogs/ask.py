@@ -285,15 +285,21 @@ class AskCog(commands.Cog):
             return True
         return False
 
+    async def _server_rules(self, interaction: discord.Interaction, private: bool) -> tuple[GuildSettings, bool]:
+        """This server's settings, and whether the answer must be private: a command or menu used in a channel
+        the server keeps qabot out of (/qabot channels) answers only the one who used it."""
+        gs = await self.guild_settings(interaction.guild_id)
+        if interaction.guild_id is not None and gs.restricts and interaction.channel is not None \
+                and not gs.listens(self.where(interaction.channel)):
+            private = True
+        return gs, private
+
     @app_commands.command(name="ask", description="Ask a question about the articles")
     @app_commands.describe(question="What do you want to know?", private="Only you see the answer")
     async def ask(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
         if await self._refuse_invalid(interaction, question):
             return
-        gs = await self.guild_settings(interaction.guild_id)
-        if interaction.guild_id is not None and gs.restricts and interaction.channel is not None \
-                and not gs.listens(self.where(interaction.channel)):
-            private = True  # the server keeps qabot out of this channel: answer only the asker
+        gs, private = await self._server_rules(interaction, private)
         if await self._refuse_rate_limited(interaction, gs):
             return
         await interaction.response.defer(thinking=True, ephemeral=private)
@@ -316,15 +322,16 @@ class AskCog(commands.Cog):
             return
         if await self._refuse_invalid(interaction, question):
             return
-        if await self._refuse_rate_limited(interaction):
+        gs, private = await self._server_rules(interaction, False)
+        if await self._refuse_rate_limited(interaction, gs):
             return
-        await interaction.response.defer(thinking=True)
+        await interaction.response.defer(thinking=True, ephemeral=private)
         result = await self.answer(question, interaction.guild_id)
         if isinstance(result, str):
             await tell(interaction, result)
             return
         sent = await interaction.followup.send(content=f"About {message.jump_url}", **self._payload(result),
-                                               wait=True)
+                                               wait=True, ephemeral=private)
         await self.remember(sent, result, conversation=None, asker_id=interaction.user.id,
                             guild_id=interaction.guild_id)
 

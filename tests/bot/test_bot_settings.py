@@ -422,3 +422,26 @@ def test_message_content_setting() -> None:
     assert BotSettings.from_env({"QABOT_MESSAGE_CONTENT": "true"}).message_content == "on"
     with pytest.raises(QabotError, match="auto, on or off"):
         BotSettings.from_env({"QABOT_MESSAGE_CONTENT": "sometimes"})
+
+
+async def test_the_ask_menu_follows_the_servers_lists_and_rate_limit(fake: FakeDiscord, proc: Process) -> None:
+    """Apps → Ask qabot is /ask by another route: private in a denied channel, and the server's rate limit."""
+    from bot.cogs.ask import ASK_MENU
+
+    async with fake.running(proc.bot()):
+        await qabot(fake, "channels", {"action": "deny"}, channels={"channel": OFFTOPIC})
+        await qabot(fake, "ratelimit", {"questions": 1, "seconds": 600})
+        theirs = await fake.message_create(QUESTION, channel_id=OFFTOPIC, author=OTHER_MEMBER)
+        assert theirs is not None
+        since = len(fake.requests)
+        inter = await fake.message_command(ASK_MENU, int(theirs["id"]), user=MEMBER, permissions=NO_MANAGE)
+        followup = await fake.wait_for_request("POST", f"/webhooks/{fake.application_id}/{inter['token']}",
+                                               since=since)
+        assert fake.interaction_responses()[-1] == {"type": 5, "data": {"flags": FLAG_EPHEMERAL}}
+        assert followup.json["flags"] & FLAG_EPHEMERAL  # only the asker sees it
+        since = len(fake.requests)
+        await fake.message_command(ASK_MENU, int(theirs["id"]), user=MEMBER, permissions=NO_MANAGE)
+        notice = await fake.wait_for(lambda: next((r for r in fake.requests[since:] if r.path.endswith("/callback")
+                                                   and "ask again" in str(r.json)), None))
+        assert notice.json["data"]["flags"] & FLAG_EPHEMERAL
+    assert questions(proc).count(QUESTION) == 1
