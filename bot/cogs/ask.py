@@ -297,6 +297,12 @@ class AskCog(commands.Cog):
     @app_commands.command(name="ask", description="Ask a question about the articles")
     @app_commands.describe(question="What do you want to know?", private="Only you see the answer")
     async def ask(self, interaction: discord.Interaction, question: str, private: bool = False) -> None:
+        await self.answer_interaction(interaction, question, private=private)
+
+    async def answer_interaction(self, interaction: discord.Interaction, question: str, *, private: bool,
+                                 preface: str | None = None) -> None:
+        """/ask and the Ask qabot menu: refuse in private what is not to be answered, then defer (privately
+        when asked to or when the server keeps qabot out of this channel), answer, and record the answer."""
         if await self._refuse_invalid(interaction, question):
             return
         gs, private = await self._server_rules(interaction, private)
@@ -307,7 +313,10 @@ class AskCog(commands.Cog):
         if isinstance(result, str):
             await tell(interaction, result)
             return
-        sent = await interaction.followup.send(**self._payload(result), wait=True, ephemeral=private)
+        payload = self._payload(result)
+        if preface:
+            payload["content"] = preface
+        sent = await interaction.followup.send(**payload, wait=True, ephemeral=private)
         await self.remember(sent, result, conversation=None, asker_id=interaction.user.id,
                             guild_id=interaction.guild_id)
 
@@ -320,20 +329,7 @@ class AskCog(commands.Cog):
         if not question:
             await interaction.response.send_message(NO_TEXT, ephemeral=True)
             return
-        if await self._refuse_invalid(interaction, question):
-            return
-        gs, private = await self._server_rules(interaction, False)
-        if await self._refuse_rate_limited(interaction, gs):
-            return
-        await interaction.response.defer(thinking=True, ephemeral=private)
-        result = await self.answer(question, interaction.guild_id)
-        if isinstance(result, str):
-            await tell(interaction, result)
-            return
-        sent = await interaction.followup.send(content=f"About {message.jump_url}", **self._payload(result),
-                                               wait=True, ephemeral=private)
-        await self.remember(sent, result, conversation=None, asker_id=interaction.user.id,
-                            guild_id=interaction.guild_id)
+        await self.answer_interaction(interaction, question, private=False, preface=f"About {message.jump_url}")
 
     # ---- messages --------------------------------------------------------------------------------
 
