@@ -29,7 +29,7 @@ from embeddings.models import (
 )
 from embeddings.store.base import IndexBackend
 from embeddings.store.records import PassageRow
-from embeddings.text.phrasing import rewrite
+from embeddings.text.phrasing import Rewritten, rewrite
 from embeddings.text.terms import tokenize
 
 V = TypeVar("V")
@@ -92,18 +92,6 @@ RERANK_FEATURES = ("z_dense", "z_bm25", "z_best_sentence_cosine", "best_sentence
 SENTENCE_FEATURES = ("cosine", "overlap", "overlap_prev", "bigrams", "type_cue", "passage_prior")
 CONFIDENCE_FEATURES = ("best_sentence_cosine", "top_passage_cosine", "best_sentence_overlap",
                        "answer_passage_overlap", "best_sentence_bigrams")
-
-
-def question_gated(features: np.ndarray) -> np.ndarray:
-    """Reranker rows for a model with two weight vectors, one for questions typed in other words than any
-    passage's and one for questions whose words a passage holds, blended by how much of the question the
-    best-covered candidate holds (its passage_overlap, 0..1): the balance of dense and keyword evidence
-    then follows the question, one smooth model rather than one fitted to a single question style."""
-    return gated(features, float(features[:, RERANK_FEATURES.index("passage_overlap")].max(initial=0.0)))
-
-
-def gated(features: np.ndarray, covered: float) -> np.ndarray:
-    return np.hstack([(1.0 - covered) * features, covered * features])
 
 
 # Per passage id: its sentence spans and their question-dependent features (all but the rank prior).
@@ -214,6 +202,11 @@ class Answerer:
             have.update(fresh)
         return [have[t] for t in texts]
 
+    def rewritten(self, question: str, scope: str = BASE_SCOPE) -> Rewritten:
+        """The question read as the articles are written: abbreviations spelt out, countries beside capitals,
+        typos fixed into words the articles visible in `scope` hold (text/phrasing.py)."""
+        return rewrite(question, lambda word: self._knows(word, scope))
+
     def _knows(self, word: str, scope: str) -> bool:
         """Whether the articles visible in `scope` hold this word (as the keyword index reads it)."""
         if not tokenize([word])[0]:
@@ -310,8 +303,7 @@ class Answerer:
         q = validate_question(question)
         self.index.refresh()
         depth = max(k, self.params.answer_passages, self.params.rerank_depth if self.params.rerank_weights else 0)
-        # Read as the articles are written: abbreviations spelt out, countries beside capitals, typos fixed.
-        said = rewrite(q, lambda word: self._knows(word, scope))
+        said = self.rewritten(q, scope)
         text = said.text
         got = self.retrieve(text, depth=depth, scope=scope, history=history)
         qvec, rows, reading = got.qvec, got.rows, got.reading
@@ -399,10 +391,7 @@ class Answerer:
     def rerank(self, question: str, qvec: np.ndarray, cands: list[Candidate],
                rows: dict[int, PassageRow], *, memo: SentenceMemo | None = None) -> list[Candidate]:
         weights = np.asarray(self.params.rerank_weights, dtype=np.float32)
-        features = self.rerank_features(question, qvec, cands, rows, memo=memo)
-        if len(weights) == 2 * features.shape[1]:
-            features = question_gated(features)
-        scores = features @ weights
+        scores = self.rerank_features(question, qvec, cands, rows, memo=memo) @ weights
         scores = scores + self.params.history_rerank_weight * np.array([c.prior for c in cands], dtype=np.float32)
         order = np.argsort(-scores, kind="stable")
         return [replace(cands[i], score=float(scores[i])) for i in order]
@@ -474,11 +463,7 @@ class Answerer:
         if not scored:
             return None, np.zeros(0, dtype=np.float32)
         feats = np.stack([f for *_, f in scored])
-        x = feats
-        if len(weights) == 2 * feats.shape[1]:
-            # As for the reranker: how much of the question the best-covered sentence holds sets the balance.
-            x = gated(feats, float(feats[:, SENTENCE_FEATURES.index("overlap")].max()))
-        scores = x @ weights
+        scores = feats @ weights
         i = int(np.argmax(scores))
         pid, start, end, _ = scored[i]
         return _ScoredSentence(pid, start, end, float(feats[i, 0]), float(scores[i])), feats[i]

@@ -72,10 +72,16 @@ def _speller() -> object:
 
 
 def _correction(word: str, knows: Callable[[str], bool]) -> str | None:
+    """A dictionary word, or one the articles hold as typed, stays; otherwise the most frequent one-edit
+    neighbour the articles hold. The dictionary is asked first: it is in memory, while `knows` searches the
+    index (a query per word on PostgreSQL), so only words the dictionary lacks cost a lookup."""
     with _SPELL_LOCK:  # pyspellchecker caches internally; the bot asks from several threads
         speller = _speller()
         if word in speller:  # type: ignore[operator]
             return None
+    if knows(word):
+        return None
+    with _SPELL_LOCK:
         candidates = speller.candidates(word) or set()  # type: ignore[attr-defined]
         ranked = sorted(candidates, key=lambda w: (-speller.word_usage_frequency(w), w))  # type: ignore[attr-defined]
     return next((c for c in ranked if c != word and knows(c)), None)
@@ -94,13 +100,13 @@ def rewrite(question: str, knows: Callable[[str], bool] | None = None) -> Rewrit
         low = word.lower().replace("’", "'")
         new = word
         between = 0 < i < len(words) - 1
-        if low in CHAT_ABBREVIATIONS and (low not in _ONLY_BETWEEN_WORDS or between):
+        if low in CHAT_ABBREVIATIONS:
             new = CHAT_ABBREVIATIONS[low]
         elif low in _ONLY_BETWEEN_WORDS and between:
             new = _ONLY_BETWEEN_WORDS[low]
         elif low in caps and caps[low].lower() not in question.lower():
             new = f"{word} ({caps[low]})"
-        elif (knows is not None and len(low) >= SPELL_MIN_LENGTH and low.isalpha() and not knows(low)
+        elif (knows is not None and len(low) >= SPELL_MIN_LENGTH and low.isalpha()
               and (fixed := _correction(low, knows))):
             new = fixed
         if new != word:
