@@ -290,7 +290,7 @@ class Answerer:
         prior = self._prior(reading)
         cands = self.retriever.search(reading.search_text, search_vec, depth, scope=scope, prior=prior)
         rows = self._passages([c.passage_id for c in cands])
-        cands = [c for c in cands if c.passage_id in rows]  # a concurrent rm may have removed some
+        cands = _distinct_texts([c for c in cands if c.passage_id in rows], rows)  # a concurrent rm may remove some
         if reading.prior_docs:
             docs = set(reading.prior_docs)
             cands = [replace(c, prior=max(c.prior, 0.6)) if rows[c.passage_id].doc.doc_key in docs else c
@@ -485,6 +485,20 @@ class Answerer:
             s, e = row.sentences[idx - 1]
             out.insert(0, AnswerSentence(row.text[s:e], row.id, s, e, best.score))
         return tuple(out)
+
+
+def _distinct_texts(cands: list[Candidate], rows: dict[int, PassageRow]) -> list[Candidate]:
+    """The best-placed copy of each passage text. The same article ingested twice (a file and its URL, an
+    upload under another name) is one passage to a reader: copies would fill the list shown with the answer
+    and skew the reranker's per-question z-scores."""
+    seen: set[str] = set()
+    out = []
+    for c in cands:
+        text = rows[c.passage_id].text
+        if text not in seen:
+            seen.add(text)
+            out.append(c)
+    return out
 
 
 def closest_titles(hits: Sequence[PassageHit], n: int = SUGGESTIONS) -> tuple[str, ...]:

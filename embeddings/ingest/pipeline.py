@@ -59,7 +59,7 @@ class DocOutcome:
     name: str
     doc_key: str
     title: str
-    status: str  # "added" | "updated" | "unchanged" | "duplicate" | "removed"
+    status: str  # "added" | "updated" | "unchanged" | "removed"
     passages: int
 
 
