@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
@@ -57,8 +57,8 @@ ModeChannel = discord.TextChannel | discord.ForumChannel
 
 class SettingsCache:
     """Each guild's settings, read from the store in a worker thread and kept for ``ttl`` seconds. Changes
-    go through ``update``: read fresh, change, write, cache, under one lock (two admins at once in this
-    process do not lose each other's change)."""
+    go through ``update``: read fresh, change, write, cache, under one lock and in one store transaction (two
+    admins at once, in this process or in two, do not lose each other's change)."""
 
     def __init__(self, service: QAService, ttl: float = CACHE_SECONDS,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -97,9 +97,17 @@ class SettingsCache:
 
     async def update(self, guild_id: int, change: Callable[[GuildSettings], GuildSettings]) -> GuildSettings:
         """Apply ``change`` (which may raise SettingsError: nothing is written then) and store the result."""
+        result: list[GuildSettings] = []
+
+        def apply(raw: dict[str, Any]) -> dict[str, Any]:
+            result.append(change(GuildSettings.from_json(raw)))
+            return result[-1].to_json()
+
         async with self._lock:
-            settings = change(await self._load(guild_id))
-            await asyncio.to_thread(self.service.bot_state().set_guild_settings, guild_id, settings.to_json())
+            # Read, change and write in one store transaction: another bot process changing this server's
+            # settings at the same moment waits for this one, so neither change is lost.
+            await asyncio.to_thread(self.service.bot_state().update_guild_settings, guild_id, apply)
+            settings = result[-1]
             self._generation[guild_id] = self._generation.get(guild_id, 0) + 1
             self._cached[guild_id] = (settings, self.clock())
             return settings

@@ -12,6 +12,7 @@ Both are operational state, not training data: nothing here is exported. Each st
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,13 @@ class BotState(ABC):
 
     @abstractmethod
     def set_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None: ...
+
+    @abstractmethod
+    def update_guild_settings(self, guild_id: int,
+                              change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Read a server's settings, apply ``change`` and save its result as one transaction that holds off
+        every other writer, in this process or another (two admins changing two settings at once in two bot
+        processes both keep their change). If ``change`` raises, nothing is written. Returns what was saved."""
 
     @abstractmethod
     def close(self) -> None: ...

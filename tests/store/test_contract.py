@@ -358,3 +358,49 @@ def test_bot_state_outlives_the_service_and_is_shared(settings):
         assert state.guild_settings(7) == {}
     finally:
         again.close()
+
+
+def test_guild_settings_updates_from_two_processes_both_land(settings):
+    """Two bot processes changing one server's settings at the same moment: the second waits for the first
+    and reads its result, so neither change is lost; a change that raises writes nothing."""
+    import threading
+    import time
+
+    first = QAService(settings, encoder=HashingEncoder(256))
+    second = QAService(settings, encoder=HashingEncoder(256))
+    try:
+        first.bot_state().set_guild_settings(7, {"threads": True})
+        started = threading.Event()
+        seen_by_second: list[dict] = []
+
+        def second_change(values: dict) -> dict:
+            seen_by_second.append(dict(values))
+            return {**values, "ratelimit": 3}
+
+        other = threading.Thread(target=lambda: second.bot_state().update_guild_settings(7, second_change))
+
+        def first_change(values: dict) -> dict:
+            other.start()
+            started.set()
+            time.sleep(0.5)  # the other process tries to update meanwhile
+            return {**values, "mode": {"5": "all"}}
+
+        assert first.bot_state().update_guild_settings(7, first_change) == {"threads": True, "mode": {"5": "all"}}
+        other.join(30)
+        assert started.is_set() and not other.is_alive()
+        assert seen_by_second == [{"threads": True, "mode": {"5": "all"}}], "the second read before the first wrote"
+        assert second.bot_state().guild_settings(7) == {"threads": True, "mode": {"5": "all"}, "ratelimit": 3}
+
+        def refuse(values: dict) -> dict:
+            raise ValueError("not allowed")
+
+        with pytest.raises(ValueError):
+            first.bot_state().update_guild_settings(7, refuse)
+        with pytest.raises(ValueError):
+            first.bot_state().update_guild_settings(8, refuse)  # no row yet: none is left behind
+        assert first.bot_state().guild_settings(7)["ratelimit"] == 3
+        assert first.bot_state().guild_settings(8) == {}
+        assert first.bot_state().update_guild_settings(8, lambda v: {**v, "threads": False}) == {"threads": False}
+    finally:
+        first.close()
+        second.close()

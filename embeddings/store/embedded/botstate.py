@@ -1,12 +1,13 @@
 """The bot's state (answer records, server settings; see embeddings/store/botstate.py) in qabot.sqlite3, on
 its own connection like the votes (WAL: never waits for an ingest). Several bot processes on one host may
-share the file: every write is one statement."""
+share the file: every write is one statement or one IMMEDIATE transaction."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,24 @@ class BotStateStore(BotState):
         with self._lock:
             self._conn.execute("INSERT OR REPLACE INTO bot_guild_settings(guild_id, settings) VALUES (?, ?)",
                                (int(guild_id), json.dumps(values, sort_keys=True)))
+
+    def update_guild_settings(self, guild_id: int,
+                              change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        with self._lock:
+            # IMMEDIATE takes the database's write lock before the read: another process's update waits
+            # (up to the connection timeout) instead of reading what this one is about to replace.
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT settings FROM bot_guild_settings WHERE guild_id = ?",
+                                         (int(guild_id),)).fetchone()
+                values = change({} if row is None else dict(json.loads(row[0])))
+                self._conn.execute("INSERT OR REPLACE INTO bot_guild_settings(guild_id, settings) VALUES (?, ?)",
+                                   (int(guild_id), json.dumps(values, sort_keys=True)))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+        return values
 
     def close(self) -> None:
         with self._lock:

@@ -5,6 +5,7 @@ are created by migration 2 in store/postgres/schema.py."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,6 +59,20 @@ class PgBotStateStore(BotState):
             conn.execute("INSERT INTO bot_guild_settings(guild_id, settings) VALUES (%s, %s)"
                          " ON CONFLICT (guild_id) DO UPDATE SET settings = excluded.settings",
                          (int(guild_id), json.dumps(values, sort_keys=True)))
+
+    def update_guild_settings(self, guild_id: int,
+                              change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        with self._pool.connection() as conn, conn.transaction():
+            # The row is made first (rolled back with the rest if `change` raises) so that FOR UPDATE has
+            # something to lock: another process's update waits here until this one commits.
+            conn.execute("INSERT INTO bot_guild_settings(guild_id, settings) VALUES (%s, '{}')"
+                         " ON CONFLICT (guild_id) DO NOTHING", (int(guild_id),))
+            row = conn.execute("SELECT settings FROM bot_guild_settings WHERE guild_id = %s FOR UPDATE",
+                               (int(guild_id),)).fetchone()
+            values = change(dict(json.loads(row[0])))
+            conn.execute("UPDATE bot_guild_settings SET settings = %s WHERE guild_id = %s",
+                         (json.dumps(values, sort_keys=True), int(guild_id)))
+        return values
 
     def close(self) -> None:
         pass
