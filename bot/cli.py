@@ -11,6 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from bot.render import plural
 from embeddings.errors import InputError, QabotError, exit_code, storage_error, user_message
 
 SAMPLE_QUESTION = "why did Egypt cut ties with Iran?"
@@ -79,7 +80,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if o.status == "unchanged":
             print(f"unchanged (already ingested): {o.name} [{o.doc_key}]")
         else:
-            print(f"{o.status}: {o.name} [{o.doc_key}] {o.title!r}, {o.passages} passages")
+            print(f"{o.status}: {o.name} [{o.doc_key}] {o.title!r}, {plural(o.passages, 'passage')}")
     for f in report.failures:
         print(f"error: {f.name}: {f.message}", file=sys.stderr)
     rate = report.embedded / report.seconds if report.seconds else 0.0

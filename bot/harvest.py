@@ -1,5 +1,5 @@
-"""Reading what a server wrote, for qabot to learn it: a thread or forum post, a channel's pins, one message
-(its text, its text attachments, its links). Discord in, plain ChatMessages out; bot/discord_docs.py decides
+"""Reading what a server wrote, for qabot to learn it: a thread or forum post or a channel's pins (with the
+text files posted in them), one message (its text, its text attachments, its links). Discord in, plain ChatMessages out; bot/discord_docs.py decides
 what becomes a document and QAService.ingest_text stores it (in a worker thread), in the server's scope.
 
 History is read over REST, which needs View Channel and Read Message History in that channel (without the
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 2000  # messages of one thread (or pins of one channel) read into one document
 MAX_LINKS = 5  # links of one message fetched by "Add to qabot's articles"
+MAX_FILES = 20  # text attachments of one thread (or one channel's pins) ingested with it
 _CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 _PINNABLE = (discord.TextChannel, discord.Thread, discord.VoiceChannel, discord.StageChannel)
 
@@ -61,6 +62,30 @@ class Harvest:
     document: ChatDocument
     truncated: bool = False  # more than MAX_MESSAGES: only the first were read
     blank: int = 0  # people's messages that came without text (no Message Content intent, or image-only)
+    # The .txt/.md/.html files posted in it (with the link of the message each came with), each ingested as a
+    # document of its own; and why others were left out (a screenshot is not worth a line, an oversized FAQ is).
+    files: tuple[tuple[str, discord.Attachment], ...] = ()
+    skipped: tuple[str, ...] = ()
+
+
+def _text_files(messages: Sequence[discord.Message], max_bytes: int,
+                ) -> tuple[tuple[tuple[str, discord.Attachment], ...], tuple[str, ...]]:
+    """The attachments of people's messages that qabot can read, at most MAX_FILES; images and the like are
+    left out without a word."""
+    files, skipped = [], []
+    for m in messages:
+        if m.author.bot:
+            continue
+        for a in m.attachments:
+            if PurePosixPath(a.filename).suffix.lower() not in SUPPORTED_EXTENSIONS:
+                continue
+            if a.size > max_bytes:
+                skipped.append(f"Skipped `{trim(a.filename, 100)}`: over the {max_bytes // 2**20} MB limit.")
+            else:
+                files.append((m.jump_url, a))
+    if len(files) > MAX_FILES:
+        skipped.append(f"Skipped {len(files) - MAX_FILES} more files (at most {MAX_FILES} at a time).")
+    return tuple(files[:MAX_FILES]), tuple(skipped)
 
 
 def check_readable(channel: discord.Thread | discord.abc.GuildChannel, me: discord.Member | None) -> None:
@@ -94,8 +119,9 @@ def _blank(messages: Sequence[discord.Message]) -> int:
     return sum(1 for m in messages if not m.author.bot and not m.content.strip())
 
 
-async def read_thread(thread: discord.Thread, me: discord.Member | None) -> Harvest:
-    """A thread or forum post as one document: the starter message and every message after it."""
+async def read_thread(thread: discord.Thread, me: discord.Member | None, max_bytes: int) -> Harvest:
+    """A thread or forum post as one document: the starter message and every message after it; with the text
+    files posted in it."""
     check_readable(thread, me)
     try:
         history = [m async for m in thread.history(limit=MAX_MESSAGES + 1, oldest_first=True)]
@@ -112,11 +138,12 @@ async def read_thread(thread: discord.Thread, me: discord.Member | None) -> Harv
             chosen.append(m)
     parent = thread.parent.name if thread.parent is not None else None
     doc = thread_document(thread.name, thread.jump_url, map(chat_message, chosen), parent=parent)
-    return Harvest(doc, truncated, _blank(chosen))
+    return Harvest(doc, truncated, _blank(chosen), *_text_files(chosen, max_bytes))
 
 
-async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member | None) -> Harvest:
-    """A channel's (or thread's) pinned messages as one document."""
+async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member | None,
+                    max_bytes: int) -> Harvest:
+    """A channel's (or thread's) pinned messages as one document, with the text files pinned."""
     if not isinstance(channel, _PINNABLE):
         raise CannotRead(f"{channel.mention} has no pinned messages to read: pick a text channel or a thread.")
     check_readable(channel, me)
@@ -125,13 +152,40 @@ async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: disc
     except discord.Forbidden as exc:
         raise CannotRead(needs_history(channel.mention)) from exc
     doc = pins_document(channel.name, channel.jump_url, map(chat_message, pinned[:MAX_MESSAGES]))
-    return Harvest(doc, len(pinned) > MAX_MESSAGES, _blank(pinned[:MAX_MESSAGES]))
+    return Harvest(doc, len(pinned) > MAX_MESSAGES, _blank(pinned[:MAX_MESSAGES]),
+                   *_text_files(pinned[:MAX_MESSAGES], max_bytes))
 
 
-async def ingest_harvest(service: QAService, harvest: Harvest, scope: str) -> IngestReport:
+async def ingest_harvest(service: QAService, harvest: Harvest, scope: str, max_bytes: int) -> IngestReport:
+    """The thread's (or pins') document, then the files posted in it; one report for all."""
     doc = harvest.document
-    return await asyncio.to_thread(service.ingest_text, doc.title, doc.paragraphs, source=doc.source, scope=scope,
-                                   outlet=doc.outlet, published=doc.published)
+    reports = [await asyncio.to_thread(service.ingest_text, doc.title, doc.paragraphs, source=doc.source,
+                                       scope=scope, outlet=doc.outlet, published=doc.published)]
+    reports += await _ingest_files(service, harvest.files, scope, max_bytes)
+    return _merged(reports)
+
+
+async def _ingest_files(service: QAService, files: Sequence[tuple[str, discord.Attachment]], scope: str,
+                        max_bytes: int) -> list[IngestReport]:
+    """Each attachment downloaded and ingested as a document citing the message it came with."""
+    reports: list[IngestReport] = []
+    for jump_url, a in files:
+        try:
+            data = await a.read()
+        except discord.HTTPException as exc:
+            reports.append(IngestReport(failures=(Failure(a.filename, f"download failed ({exc.status})"),)))
+            continue
+        if len(data) > max_bytes:  # the size Discord announced was wrong
+            reports.append(IngestReport(failures=(Failure(a.filename, f"over the {max_bytes // 2**20} MB limit"),)))
+            continue
+        reports.append(await asyncio.to_thread(service.ingest_upload, data, name=a.filename, scope=scope,
+                                               source=attachment_source(jump_url, a.filename)))
+    return reports
+
+
+def _merged(reports: Sequence[IngestReport]) -> IngestReport:
+    return IngestReport(outcomes=tuple(o for r in reports for o in r.outcomes),
+                        failures=tuple(f for r in reports for f in r.failures))
 
 
 def harvest_notes(harvest: Harvest, *, intent: bool) -> list[str]:
@@ -186,20 +240,9 @@ async def ingest_message(service: QAService, message: discord.Message, parts: Me
     if doc is not None:
         reports.append(await asyncio.to_thread(service.ingest_text, doc.title, doc.paragraphs, source=doc.source,
                                                scope=scope, outlet=doc.outlet, published=doc.published))
-    for a in parts.files:
-        try:
-            data = await a.read()
-        except discord.HTTPException as exc:
-            reports.append(IngestReport(failures=(Failure(a.filename, f"download failed ({exc.status})"),)))
-            continue
-        if len(data) > max_bytes:  # the size Discord announced was wrong
-            reports.append(IngestReport(failures=(Failure(a.filename, f"over the {max_bytes // 2**20} MB limit"),)))
-            continue
-        reports.append(await asyncio.to_thread(service.ingest_upload, data, name=a.filename, scope=scope,
-                                               source=attachment_source(message.jump_url, a.filename)))
+    reports += await _ingest_files(service, [(message.jump_url, a) for a in parts.files], scope, max_bytes)
     if parts.urls:
         # Never service.ingest: it reads paths. ingest_urls refuses anything but public http(s) addresses.
         reports.append(await asyncio.to_thread(service.ingest_urls, list(parts.urls), scope=scope))
-    return IngestReport(outcomes=tuple(o for r in reports for o in r.outcomes),
-                        failures=tuple(f for r in reports for f in r.failures))
+    return _merged(reports)
 

@@ -62,6 +62,11 @@ _TRAILING_JOINERS = "\u200d\ufe0f\ufe0e"
 # ---- text primitives ----------------------------------------------------------------------------
 
 
+def plural(n: int, word: str) -> str:
+    """"1 passage", "2 passages": counts as people write them."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def neutralise_mentions(text: str) -> str:
     """Make @everyone/@here and user/role/channel mentions inert with a zero-width space."""
     text = _EVERYONE.sub(lambda m: f"@{ZWSP}{m.group(1)}", text)

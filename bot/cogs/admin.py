@@ -18,7 +18,7 @@ from discord.ext import commands
 
 from bot import harvest
 from bot.permissions import can_manage, refuse_unless_manager
-from bot.render import escape_markdown, trim
+from bot.render import escape_markdown, plural, trim
 from embeddings.errors import QabotError, user_message
 from embeddings.models import BASE_SCOPE, guild_scope
 from embeddings.service import SUPPORTED_EXTENSIONS, IngestReport, QAService
@@ -43,14 +43,13 @@ def format_report(report: IngestReport) -> str:
     lines = []
     for o in report.outcomes:
         title = escape_markdown(trim(o.title, 200))
+        count = plural(o.passages, "passage")
         if o.status == "removed":
             lines.append(f"Removed: **{title}** (none of its messages with text is left).")
         elif o.status == "unchanged":
-            lines.append(f"Already indexed, unchanged: **{title}** ({o.passages} passages).")
-        elif o.status == "duplicate":
-            lines.append(f"Already indexed under another name: **{title}**.")
+            lines.append(f"Already indexed, unchanged: **{title}** ({count}).")
         else:
-            lines.append(f"{o.status.capitalize()}: **{title}**, {o.passages} passages. Ask away with /ask.")
+            lines.append(f"{o.status.capitalize()}: **{title}**, {count}. Ask away with /ask.")
     for f in report.failures:
         lines.append(f"Could not ingest {escape_markdown(trim(f.name, 200))}: {f.message}")
     return "\n".join(lines) or "Nothing was ingested."
@@ -132,11 +131,12 @@ class AdminCog(commands.Cog):
             if thread is not None:
                 if not isinstance(channel, discord.Thread):
                     raise harvest.CannotRead(f"{channel.mention} is not a thread or forum post.")
-                read = await harvest.read_thread(channel, guild.me)
+                read = await harvest.read_thread(channel, guild.me, self.settings.max_upload_bytes)
             else:
-                read = await harvest.read_pins(channel, guild.me)
+                read = await harvest.read_pins(channel, guild.me, self.settings.max_upload_bytes)
             await interaction.edit_original_response(content=f"Indexing {channel.mention}…")
-            report = await harvest.ingest_harvest(self.service, read, guild_scope(interaction.guild_id))
+            report = await harvest.ingest_harvest(self.service, read, guild_scope(interaction.guild_id),
+                                                  self.settings.max_upload_bytes)
         except discord.Forbidden:
             text = harvest.needs_history(f"<#{picked.id}>")
         except discord.HTTPException as exc:
@@ -147,7 +147,7 @@ class AdminCog(commands.Cog):
             text = user_message(exc)
         else:
             text = "\n".join([*harvest.harvest_notes(read, intent=self.bot.intents.message_content),
-                              format_report(report)])
+                              format_report(report), *read.skipped])
         await interaction.edit_original_response(content=trim(text, 2000))
 
     # ---- /forget ---------------------------------------------------------------------------------
@@ -200,9 +200,9 @@ class AdminCog(commands.Cog):
         stats = self.service.stats()
         lines = []
         if guild_id is not None:
-            lines.append(f"**This server:** {len(own)} documents, {sum(d.passages for d in own)} passages")
+            lines.append(f"**This server:** {plural(len(own), 'document')}, {plural(sum(d.passages for d in own), 'passage')}")
         lines += [
-            f"**Shared articles:** {len(base)} documents, {sum(d.passages for d in base)} passages",
+            f"**Shared articles:** {plural(len(base), 'document')}, {plural(sum(d.passages for d in base), 'passage')}",
             f"**Model:** {stats.model} ({stats.dimension} dimensions)",
             f"**Index size:** {_size(stats.index_bytes)}",
         ]

@@ -107,7 +107,7 @@ async def test_ingest_file_with_manage_server_then_guild_isolation(
         cb = await callback(fake, inter)
         assert cb["type"] == 5 and cb["data"]["flags"] & 64  # deferred, ephemeral
         final = await wait_edit(fake, inter, lambda c: c.startswith("Added"))
-        assert "Quuxville" in final and "passages" in final
+        assert "Quuxville" in final and "1 passage." in final
         progress = original_edits(fake, inter)
         assert progress[0].startswith("Downloading") and progress[1].startswith("Indexing")
         assert files.hits == ["festival.txt"]
@@ -262,8 +262,8 @@ async def test_stats(fake: FakeDiscord, service: QAService, tmp_path: Path) -> N
         cb = await callback(fake, inter)
         text = await wait_edit(fake, inter, bool)
     assert cb["type"] == 5 and cb["data"]["flags"] & 64
-    assert f"**This server:** 1 documents, {own} passages" in text
-    assert f"**Shared articles:** 1 documents, {base} passages" in text
+    assert f"**This server:** 1 document, {own} passage{'s' * (own != 1)}" in text
+    assert f"**Shared articles:** 1 document, {base} passage{'s' * (base != 1)}" in text
     assert "hashing:256" in text and "**Index size:**" in text
 
 

@@ -248,6 +248,36 @@ async def test_ingest_thread_cites_it_and_follows_edits_and_deletions(fake: Fake
         assert doc_by_source(service, jump(tid)) is None
 
 
+async def test_ingest_thread_takes_the_text_files_posted_in_it(fake: FakeDiscord, service: QAService,
+                                                               files: Files) -> None:
+    notes = files.add("timetable.md", b"# Quuxbridge ferry winter timetable\n\nThe first winter ferry leaves "
+                      b"Quuxbridge pier at 06:40 on weekdays.\n")
+    limit = settings().max_upload_bytes
+    async with fake.running(QABot(service, settings())):
+        thread, _ = await ferry_thread(fake)  # it holds a photo: left out without a word
+        tid = int(thread["id"])
+        posted = await fake.message_create("the timetable as a file", channel_id=tid, author=OTHER_USER, attachments=[
+            {"id": str(fake.snowflake()), "filename": "timetable.md", "size": 90, "url": notes, "proxy_url": notes},
+            {"id": str(fake.snowflake()), "filename": "archive.txt", "size": limit + 1, "url": notes,
+             "proxy_url": notes}])
+        by_bot = await fake.message_create("zorblax notes", channel_id=tid, author=fake.bot_id, attachments=[
+            {"id": str(fake.snowflake()), "filename": "bot.md", "size": 10, "url": notes, "proxy_url": notes}])
+        assert posted is not None and by_bot is not None
+        inter = await ingest_channel(fake, "thread", tid)
+        lines = (await final(fake, inter)).split("\n")
+        assert lines[0].startswith("Added: **Quuxbridge ferry winter timetable**")
+        assert lines[1] == "Added: **Quuxbridge ferry winter timetable**, 1 passage. Ask away with /ask."  # the file
+        assert lines[2] == "Skipped `archive.txt`: over the 2 MB limit."
+        assert files.hits == ["timetable.md"]  # the oversized one never downloaded, the bot's own never read
+        sources = {d.source for d in service.documents(SCOPE)}
+        assert sources == {jump(tid), jump(tid, int(posted["id"])) + "#timetable.md"}
+        assert "06:40" in await ask(fake, "when does the first winter ferry leave quuxbridge pier?")
+        # again: the thread and the file are each unchanged, not added twice
+        again = await ingest_channel(fake, "thread", tid)
+        assert (await final(fake, again)).count("Already indexed, unchanged") == 2
+        assert len(service.documents(SCOPE)) == 2
+
+
 async def test_ingest_forum_post(fake: FakeDiscord, service: QAService) -> None:
     async with fake.running(QABot(service, settings())):
         post, starter = await fake.forum_post(FORUM, "Ferry in winter?", "Does the quuxbridge ferry run in winter?",
