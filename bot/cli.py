@@ -80,7 +80,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if o.status == "unchanged":
             print(f"unchanged (already ingested): {o.name} [{o.doc_key}]")
         else:
-            print(f"{o.status}: {o.name} [{o.doc_key}] {o.title!r}, {plural(o.passages, 'passage')}")
+            twin = f" (the same text as {o.same_text_as}: answers show it once)" if o.same_text_as else ""
+            print(f"{o.status}: {o.name} [{o.doc_key}] {o.title!r}, {plural(o.passages, 'passage')}{twin}")
     for f in report.failures:
         print(f"error: {f.name}: {f.message}", file=sys.stderr)
     rate = report.embedded / report.seconds if report.seconds else 0.0

@@ -48,6 +48,9 @@ def format_report(report: IngestReport) -> str:
             lines.append(f"Removed: **{title}** (none of its messages with text is left).")
         elif o.status == "unchanged":
             lines.append(f"Already indexed, unchanged: **{title}** ({count}).")
+        elif o.same_text_as:
+            lines.append(f"{o.status.capitalize()}: **{title}**, {count}: the same text as "
+                         f"{escape_markdown(trim(o.same_text_as, 200))}, already indexed (answers show it once).")
         else:
             lines.append(f"{o.status.capitalize()}: **{title}**, {count}. Ask away with /ask.")
     for f in report.failures:

@@ -61,6 +61,10 @@ class DocOutcome:
     title: str
     status: str  # "added" | "updated" | "unchanged" | "removed"
     passages: int
+    # Added with the very text of a document already here from another source (a file and its saved copy, an
+    # upload and its URL): that document's source. Both are kept (removing one must not lose the other's
+    # text); answers show each passage once.
+    same_text_as: str = ""
 
 
 @dataclass(frozen=True)
@@ -392,6 +396,16 @@ class Ingestor:
         work = [(SourceRef(name, source, False), loader(name, data)) for source, name, data in items]
         return self._run(work, [], scope, progress, None)
 
+    def _same_text(self, added: Sequence[NewDocument], scope: str) -> dict[str, str]:
+        """doc key -> source of the earliest other document of this scope with the same title and text."""
+        if not added:
+            return {}
+        first: dict[str, str] = {}
+        for d in sorted(self.index.store.documents(scope), key=lambda d: d.id):
+            first.setdefault(d.content_hash, d.source)
+        return {d.doc_key: first[d.content_hash] for d in added
+                if first.get(d.content_hash, d.source) != d.source}
+
     def _run(self, items: Sequence[tuple[SourceRef, ExtractedArticle | Callable[[], ExtractedArticle] | None]], failures: list[Failure], scope: str,
              progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None,
              deadline: Deadline | None = None) -> IngestReport:
@@ -434,8 +448,9 @@ class Ingestor:
                         vectors = {**vectors, **embed_passages(self.index.encoder, list(jobs.values()))}
                         embedded += len(jobs)
                     writer.put_documents(docs, vectors)
-                done = [DocOutcome(p.ref.name, p.doc.doc_key, p.doc.title, p.status, len(p.doc.passages))
-                        for p in pending]
+                twins = self._same_text([p.doc for p in pending if p.status == "added"], scope)
+                done = [DocOutcome(p.ref.name, p.doc.doc_key, p.doc.title, p.status, len(p.doc.passages),
+                                   twins.get(p.doc.doc_key, "")) for p in pending]
                 outcomes.extend(done)
                 if on_commit and done:
                     on_commit(done)

@@ -18,8 +18,14 @@ def test_an_article_ingested_twice_shows_each_passage_once(tmp_path):
     twice = make_service(tmp_path / "twice")
     try:
         once.ingest([str(SEEDS)], progress=False)
-        twice.ingest([str(SEEDS), str(copy)], progress=False)
+        report = twice.ingest([str(SEEDS), str(copy)], progress=False)
         assert len(twice.index.store.documents()) == 2 * len(once.index.store.documents())
+        # The report says which document is a copy, and of what (both are kept: removing one keeps the text).
+        first, second = sorted(report.outcomes, key=lambda o: "saved-" in o.name)
+        assert first.status == second.status == "added" and first.same_text_as == ""
+        assert second.same_text_as == next(d.source for d in twice.index.store.documents() if "saved-" not in d.source)
+        again = twice.ingest([str(copy)], progress=False)
+        assert [o.status for o in again.outcomes] == ["unchanged"]
 
         single, doubled = once.ask(QUESTION, k=5), twice.ask(QUESTION, k=5)
         texts = [p.text for p in doubled.passages]

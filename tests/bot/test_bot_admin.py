@@ -252,6 +252,17 @@ async def test_forget_autocomplete_lists_only_own_docs(fake: FakeDiscord, servic
 # ---- /stats -------------------------------------------------------------------------------------------
 
 
+async def test_ingest_the_same_text_again_under_another_name(fake: FakeDiscord, service: QAService,
+                                                            files: Files) -> None:
+    async with fake.running(QABot(service, settings())):
+        first = await ingest_file(fake, files, "festival.txt", UPLOAD.encode())
+        assert (await wait_edit(fake, first, lambda c: c.startswith("Added"))).endswith("Ask away with /ask.")
+        copy = await ingest_file(fake, files, "festival-copy.txt", UPLOAD.encode())
+        text = await wait_edit(fake, copy, lambda c: c.startswith("Added"))
+        assert "the same text as" in text and "festival.txt" in text and "answers show it once" in text
+    assert len(service.documents(guild_scope(GUILD))) == 2
+
+
 async def test_stats(fake: FakeDiscord, service: QAService, tmp_path: Path) -> None:
     add_doc(service, tmp_path, "festival.txt", UPLOAD, guild_scope(GUILD))
     add_doc(service, tmp_path, "bakery.txt", B_ARTICLE, guild_scope(GUILD_B))
