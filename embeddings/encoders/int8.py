@@ -110,6 +110,10 @@ class Int8Meta:
     # Each file of the entry with its size when built: a truncated or replaced file is a broken entry.
     # (Empty in entries built before it was recorded: then only their presence is checked.)
     files: dict[str, int] = field(default_factory=dict)
+    # The built model's vector of PROBE_TEXT: each runner must give it again before its first real text, so
+    # a model file changed in place (same size, other bytes) fails with one line instead of giving wrong
+    # vectors. (Empty in entries built before it was recorded: not checked.)
+    probe: list[float] = field(default_factory=list)
 
     @classmethod
     def read(cls, path: Path) -> Int8Meta:
@@ -409,6 +413,9 @@ def _build(name: str, path: str, backend: str, out: Path,
     got = normalize_rows(pool(run(enc), mask, pooling))
     want = model.encode(check, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     cosine = float(np.mean(np.sum(got * want, axis=1)))
+    probe_enc = features([PROBE_TEXT])
+    probe = normalize_rows(pool(run(probe_enc), probe_enc["attention_mask"] if "attention_mask" in probe_enc
+                                else np.ones_like(probe_enc["input_ids"]), pooling))[0]
     if cosine < 0.98:
         raise QabotError(f"The {backend} build of {name!r} does not match the fp32 model (mean cosine {cosine:.3f}); "
                          "use QABOT_ENCODER_BACKEND=torch.")
@@ -417,6 +424,7 @@ def _build(name: str, path: str, backend: str, out: Path,
         dimension=int(got.shape[1]), max_tokens=max_tokens, pooling=pooling, input_names=input_names,
         pad_id=pad_id, calibration_texts=len(texts) if backend == "openvino-int8" else 0,
         check_cosine=round(cosine, 5), build_seconds=round(time.perf_counter() - t0, 1),
+        probe=[round(float(x), 6) for x in probe],
     )
 
 
@@ -498,6 +506,9 @@ def pool(hidden: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
 # passages on 2 lanes: 64 at a time peaked at 2.0 GB RSS, 16 at 0.75 GB and 40 passages/s, 2 at 0.34 GB and
 # 43-47/s. OpenVINO measured no better below 16. (torch keeps 64: it was slower at 16.)
 INT8_BATCH = {"onnx-int8": 2, "openvino-int8": 16}
+PROBE_TEXT = "qabot checks its cached encoder against this sentence before using it."
+# Runs of one model agree to ~1e-6 whatever the thread count; any damage that matters moves it much further.
+PROBE_MIN_COSINE = 0.999
 # Threads for a question (up to SMALL_BATCH texts). ONNX Runtime on 2 threads: one question's encode p50
 # 5.0 ms against 6.2-6.5 on one. More were not measured: a 15-token question leaves little work per op.
 # OpenVINO keeps one (not measured on more). Worker threads spin only this long between ops: by default
@@ -560,8 +571,22 @@ class Int8Encoder:
             raise
         except Exception as exc:  # a model file the runtime cannot parse (corrupted after it was built)
             raise self._broken(exc) from exc
+        self._check_probe(run)
         self._runners[(threads, slot)] = run
         return run
+
+    def _check_probe(self, run: Callable[[dict[str, np.ndarray]], np.ndarray]) -> None:
+        """The runner must give PROBE_TEXT the vector the build recorded (one short forward pass)."""
+        want = np.asarray(self._meta.probe, dtype=np.float32)
+        if not len(want):
+            return
+        hidden, mask = self._hidden(self._tokenize([PROBE_TEXT]), run)
+        got = normalize_rows(pool(hidden, mask, self._meta.pooling))[0]
+        cosine = float(got @ want) if got.shape == want.shape else -1.0
+        if cosine < PROBE_MIN_COSINE:
+            raise QabotError(f"The cached {self.backend} encoder in {self._dir} no longer gives the vectors it gave "
+                             f"when built (cosine {cosine:.3f} on its check sentence; a model file changed in "
+                             "place?): delete that directory and it is rebuilt on the next start.")
 
     def _compile(self, threads: int) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
         if self.backend == "openvino-int8":

@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from embeddings.encoders import int8
@@ -52,6 +53,9 @@ int8._build = fake_build
 
 @pytest.fixture
 def fake_build(monkeypatch):
+    # FAKE assigns int8._build itself: registering the real one first makes monkeypatch put it back after
+    # the test (it used to stay faked for the rest of the session).
+    monkeypatch.setattr(int8, "_build", int8._build)
     scope: dict = {}
     exec(FAKE, scope)  # noqa: S102 - the same fake the subprocesses use
     calls: list[Path] = []
@@ -205,3 +209,25 @@ def test_a_model_file_the_runtime_cannot_read_is_one_line_naming_the_directory(t
     text = user_message(err.value)
     assert "\n" not in text and str(dst) in text and "delete" in text
     assert time.monotonic() - started < 30
+
+
+def test_a_model_changed_in_place_fails_its_check_sentence_with_one_line(tmp_path):
+    """A model file rewritten with other weights of the same size passes the cheap size check; the runner's
+    check sentence, recorded at build, catches it before any vector is returned."""
+    pytest.importorskip("onnxruntime")
+    src = int8.ensure_built(DEFAULT_MODEL, BACKEND, tmp_path / "built")  # a real build (15-60 s), with its probe
+    meta = json.loads((src / "meta.json").read_text())
+    assert len(meta["probe"]) == meta["dimension"]
+    good = int8.Int8Encoder(DEFAULT_MODEL, backend=BACKEND, cache_dir=tmp_path / "built")
+    vec = good.encode([int8.PROBE_TEXT])[0]
+    assert float(vec @ np.asarray(meta["probe"])) > int8.PROBE_MIN_COSINE  # the check passes on the real entry
+
+    # Stand-in for changed weights: the same entry, but its record says another model made the probe.
+    meta["probe"] = [-x for x in meta["probe"]]
+    (src / "meta.json").write_text(json.dumps(meta))
+    assert int8.entry_problem(src, BACKEND) is None  # sizes alone see nothing wrong
+    enc = int8.Int8Encoder(DEFAULT_MODEL, backend=BACKEND, cache_dir=tmp_path / "built")
+    with pytest.raises(QabotError) as err:
+        enc.encode(["a question"])
+    text = user_message(err.value)
+    assert "\n" not in text and str(src) in text and "delete" in text and "check sentence" in text
