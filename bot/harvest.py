@@ -26,14 +26,17 @@ from bot.discord_docs import (
     thread_document,
 )
 from bot.render import trim
-from embeddings.errors import QabotError
+from embeddings.errors import QabotError, user_message
 from embeddings.service import SUPPORTED_EXTENSIONS, Failure, IngestReport, QAService
 
 log = logging.getLogger(__name__)
 
 MAX_MESSAGES = 2000  # messages of one thread (or pins of one channel) read into one document
 MAX_LINKS = 5  # links of one message fetched by "Add to qabot's articles"
-MAX_FILES = 20  # text attachments of one thread (or one channel's pins) ingested with it
+# New text attachments of one thread (or one channel's pins) ingested by one command, and their total size:
+# embedding them must end well within the 15 minutes a deferred reply may take. Run it again for the rest.
+MAX_FILES = 20
+MAX_FILES_BYTES_FACTOR = 4  # times the upload limit
 _CHAT_TYPES = (discord.MessageType.default, discord.MessageType.reply)
 _PINNABLE = (discord.TextChannel, discord.Thread, discord.VoiceChannel, discord.StageChannel)
 
@@ -70,8 +73,8 @@ class Harvest:
 
 def _text_files(messages: Sequence[discord.Message], max_bytes: int,
                 ) -> tuple[tuple[tuple[str, discord.Attachment], ...], tuple[str, ...]]:
-    """The attachments of people's messages that qabot can read, at most MAX_FILES; images and the like are
-    left out without a word."""
+    """The attachments of people's messages that qabot can read; images and the like are left out without
+    a word, an oversized text file with a line."""
     files, skipped = [], []
     for m in messages:
         if m.author.bot:
@@ -83,9 +86,7 @@ def _text_files(messages: Sequence[discord.Message], max_bytes: int,
                 skipped.append(f"Skipped `{trim(a.filename, 100)}`: over the {max_bytes // 2**20} MB limit.")
             else:
                 files.append((m.jump_url, a))
-    if len(files) > MAX_FILES:
-        skipped.append(f"Skipped {len(files) - MAX_FILES} more files (at most {MAX_FILES} at a time).")
-    return tuple(files[:MAX_FILES]), tuple(skipped)
+    return tuple(files), tuple(skipped)
 
 
 def check_readable(channel: discord.Thread | discord.abc.GuildChannel, me: discord.Member | None) -> None:
@@ -156,13 +157,28 @@ async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: disc
                    *_text_files(pinned[:MAX_MESSAGES], max_bytes))
 
 
-async def ingest_harvest(service: QAService, harvest: Harvest, scope: str, max_bytes: int) -> IngestReport:
-    """The thread's (or pins') document, then the files posted in it; one report for all."""
+async def ingest_harvest(service: QAService, harvest: Harvest, scope: str,
+                         max_bytes: int) -> tuple[IngestReport, list[str]]:
+    """The thread's (or pins') document, then the files posted in it that are not stored yet (an attachment
+    cannot be edited: a stored one is as it was), at most MAX_FILES and MAX_FILES_BYTES_FACTOR uploads' worth;
+    one report for all, and a line for each file or group left out."""
     doc = harvest.document
     reports = [await asyncio.to_thread(service.ingest_text, doc.title, doc.paragraphs, source=doc.source,
                                        scope=scope, outlet=doc.outlet, published=doc.published)]
-    reports += await _ingest_files(service, harvest.files, scope, max_bytes)
-    return _merged(reports)
+    notes = list(harvest.skipped)
+    stored = {d.source for d in await asyncio.to_thread(service.documents, scope)} if harvest.files else set()
+    new = [(url, a) for url, a in harvest.files if attachment_source(url, a.filename) not in stored]
+    budget = MAX_FILES_BYTES_FACTOR * max_bytes
+    chosen: list[tuple[str, discord.Attachment]] = []
+    for url, a in new:
+        if len(chosen) < MAX_FILES and a.size <= budget:
+            chosen.append((url, a))
+            budget -= a.size
+    if len(chosen) < len(new):
+        notes.append(f"Left {len(new) - len(chosen)} more files for next time (at most {MAX_FILES} files and "
+                     f"{MAX_FILES_BYTES_FACTOR * max_bytes // 2**20} MB a run): run it again to add them.")
+    reports += await _ingest_files(service, chosen, scope, max_bytes)
+    return _merged(reports), notes
 
 
 async def _ingest_files(service: QAService, files: Sequence[tuple[str, discord.Attachment]], scope: str,
@@ -178,8 +194,11 @@ async def _ingest_files(service: QAService, files: Sequence[tuple[str, discord.A
         if len(data) > max_bytes:  # the size Discord announced was wrong
             reports.append(IngestReport(failures=(Failure(a.filename, f"over the {max_bytes // 2**20} MB limit"),)))
             continue
-        reports.append(await asyncio.to_thread(service.ingest_upload, data, name=a.filename, scope=scope,
-                                               source=attachment_source(jump_url, a.filename)))
+        try:
+            reports.append(await asyncio.to_thread(service.ingest_upload, data, name=a.filename, scope=scope,
+                                                   source=attachment_source(jump_url, a.filename)))
+        except QabotError as exc:  # IndexBusy between two files: what was stored before still gets reported
+            reports.append(IngestReport(failures=(Failure(a.filename, user_message(exc)),)))
     return reports
 
 

@@ -47,7 +47,7 @@ def format_report(report: IngestReport) -> str:
         if o.status == "removed":
             lines.append(f"Removed: **{title}** (none of its messages with text is left).")
         elif o.status == "unchanged":
-            lines.append(f"Already indexed, unchanged: **{title}** ({count}).")
+            lines.append(f"Already indexed, unchanged: **{title}**.")  # not re-read: no passage count
         elif o.same_text_as:
             lines.append(f"{o.status.capitalize()}: **{title}**, {count}: the same text as "
                          f"{escape_markdown(trim(o.same_text_as, 200))}, already indexed (answers show it once).")
@@ -138,8 +138,8 @@ class AdminCog(commands.Cog):
             else:
                 read = await harvest.read_pins(channel, guild.me, self.settings.max_upload_bytes)
             await interaction.edit_original_response(content=f"Indexing {channel.mention}…")
-            report = await harvest.ingest_harvest(self.service, read, guild_scope(interaction.guild_id),
-                                                  self.settings.max_upload_bytes)
+            report, left_out = await harvest.ingest_harvest(self.service, read, guild_scope(interaction.guild_id),
+                                                            self.settings.max_upload_bytes)
         except discord.Forbidden:
             text = harvest.needs_history(f"<#{picked.id}>")
         except discord.HTTPException as exc:
@@ -150,7 +150,7 @@ class AdminCog(commands.Cog):
             text = user_message(exc)
         else:
             text = "\n".join([*harvest.harvest_notes(read, intent=self.bot.intents.message_content),
-                              format_report(report), *read.skipped])
+                              format_report(report), *left_out])
         await interaction.edit_original_response(content=trim(text, 2000))
 
     # ---- /forget ---------------------------------------------------------------------------------

@@ -290,11 +290,12 @@ class Answerer:
         prior = self._prior(reading)
         cands = self.retriever.search(reading.search_text, search_vec, depth, scope=scope, prior=prior)
         rows = self._passages([c.passage_id for c in cands])
-        cands = _distinct_texts([c for c in cands if c.passage_id in rows], rows)  # a concurrent rm may remove some
+        cands = [c for c in cands if c.passage_id in rows]  # a concurrent rm may have removed some
         if reading.prior_docs:
             docs = set(reading.prior_docs)
             cands = [replace(c, prior=max(c.prior, 0.6)) if rows[c.passage_id].doc.doc_key in docs else c
                      for c in cands]
+        cands = _distinct_texts(cands, rows)
         return Retrieved(question, qvec, search_vec, reading, cands, rows, encoded)
 
     def answer(self, question: str, *, k: int = 5, scope: str = BASE_SCOPE,
@@ -488,16 +489,22 @@ class Answerer:
 
 
 def _distinct_texts(cands: list[Candidate], rows: dict[int, PassageRow]) -> list[Candidate]:
-    """The best-placed copy of each passage text. The same article ingested twice (a file and its URL, an
-    upload under another name) is one passage to a reader: copies would fill the list shown with the answer
-    and skew the reranker's per-question z-scores."""
-    seen: set[str] = set()
-    out = []
+    """One copy of each passage: the same article ingested twice (a file and its saved copy, an upload
+    under another name: same title, same text) is one passage to a reader, and copies would fill the list
+    shown with the answer and skew the reranker's per-question z-scores. A copy keeps the best-placed one's
+    place; the copy the conversation was about (higher prior) is the one kept, so a thread keeps citing
+    the document it cited."""
+    kept: dict[tuple[str, str], int] = {}
+    out: list[Candidate] = []
     for c in cands:
-        text = rows[c.passage_id].text
-        if text not in seen:
-            seen.add(text)
+        row = rows[c.passage_id]
+        key = (row.doc.title, row.text)
+        at = kept.get(key)
+        if at is None:
+            kept[key] = len(out)
             out.append(c)
+        elif c.prior > out[at].prior:
+            out[at] = replace(c, score=out[at].score)
     return out
 
 

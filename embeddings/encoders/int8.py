@@ -580,7 +580,10 @@ class Int8Encoder:
         want = np.asarray(self._meta.probe, dtype=np.float32)
         if not len(want):
             return
-        hidden, mask = self._hidden(self._tokenize([PROBE_TEXT]), run)
+        try:
+            hidden, mask = self._hidden(self._tokenize([PROBE_TEXT]), run)
+        except Exception as exc:  # a model the runtime loads but cannot run (wrong shapes)
+            raise self._broken(exc) from exc
         got = normalize_rows(pool(hidden, mask, self._meta.pooling))[0]
         cosine = float(got @ want) if got.shape == want.shape else -1.0
         if cosine < PROBE_MIN_COSINE:

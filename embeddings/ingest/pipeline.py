@@ -396,15 +396,12 @@ class Ingestor:
         work = [(SourceRef(name, source, False), loader(name, data)) for source, name, data in items]
         return self._run(work, [], scope, progress, None)
 
-    def _same_text(self, added: Sequence[NewDocument], scope: str) -> dict[str, str]:
-        """doc key -> source of the earliest other document of this scope with the same title and text."""
-        if not added:
-            return {}
+    def _texts_of(self, scope: str) -> dict[str, str]:
+        """content hash -> source of the earliest document of this scope with that title and text."""
         first: dict[str, str] = {}
         for d in sorted(self.index.store.documents(scope), key=lambda d: d.id):
             first.setdefault(d.content_hash, d.source)
-        return {d.doc_key: first[d.content_hash] for d in added
-                if first.get(d.content_hash, d.source) != d.source}
+        return first
 
     def _run(self, items: Sequence[tuple[SourceRef, ExtractedArticle | Callable[[], ExtractedArticle] | None]], failures: list[Failure], scope: str,
              progress: bool | None, on_commit: Callable[[Sequence[DocOutcome]], None] | None,
@@ -424,11 +421,14 @@ class Ingestor:
         embedder = ThreadPoolExecutor(1, thread_name_prefix="qabot-embed")
         inflight: tuple[list[_Pending], int, Future[dict[str, PassageVectors]]] | None = None
         sent: set[str] = set()  # hashes sent for embedding in this run (their batch commits them first)
+        # What this scope's documents say (content hash -> first source), read once a run when a document is
+        # added and kept up to date with what the run commits: added copies of known text are reported.
+        texts: dict[str, str] | None = None
         with self.index.writer() as writer, embedder:
 
             def settle() -> None:
                 """Wait for the batch in flight and commit it."""
-                nonlocal inflight, embedded
+                nonlocal inflight, embedded, texts
                 if inflight is None:
                     return
                 pending, count, future = inflight
@@ -448,7 +448,14 @@ class Ingestor:
                         vectors = {**vectors, **embed_passages(self.index.encoder, list(jobs.values()))}
                         embedded += len(jobs)
                     writer.put_documents(docs, vectors)
-                twins = self._same_text([p.doc for p in pending if p.status == "added"], scope)
+                added = [p.doc for p in pending if p.status == "added"]
+                if added and texts is None:
+                    texts = self._texts_of(scope)  # read after this batch's commit: it holds these too
+                elif texts is not None:
+                    for d in docs:
+                        texts.setdefault(d.content_hash, d.source)
+                twins = {d.doc_key: texts[d.content_hash] for d in added
+                         if texts is not None and texts.get(d.content_hash, d.source) != d.source}
                 done = [DocOutcome(p.ref.name, p.doc.doc_key, p.doc.title, p.status, len(p.doc.passages),
                                    twins.get(p.doc.doc_key, "")) for p in pending]
                 outcomes.extend(done)

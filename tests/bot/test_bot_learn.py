@@ -272,10 +272,33 @@ async def test_ingest_thread_takes_the_text_files_posted_in_it(fake: FakeDiscord
         sources = {d.source for d in service.documents(SCOPE)}
         assert sources == {jump(tid), jump(tid, int(posted["id"])) + "#timetable.md"}
         assert "06:40" in await ask(fake, "when does the first winter ferry leave quuxbridge pier?")
-        # again: the thread and the file are each unchanged, not added twice
+        # again: the thread is unchanged and the stored file (attachments cannot be edited) is not fetched again
         again = await ingest_channel(fake, "thread", tid)
-        assert (await final(fake, again)).count("Already indexed, unchanged") == 2
-        assert len(service.documents(SCOPE)) == 2
+        assert (await final(fake, again)).split("\n")[:2] == [
+            "Already indexed, unchanged: **Quuxbridge ferry winter timetable**.",
+            "Skipped `archive.txt`: over the 2 MB limit."]
+        assert files.hits == ["timetable.md"] and len(service.documents(SCOPE)) == 2
+
+
+async def test_ingest_thread_files_beyond_one_run_are_left_for_the_next(fake: FakeDiscord, service: QAService,
+                                                                       files: Files, monkeypatch) -> None:
+    monkeypatch.setattr(harvest, "MAX_FILES", 2)
+    urls = [files.add(f"note{i}.txt", f"Quuxbridge note {i}: the ferry number {i} is painted blue.".encode())
+            for i in range(3)]
+    async with fake.running(QABot(service, settings())):
+        thread, _ = await ferry_thread(fake)
+        tid = int(thread["id"])
+        await fake.message_create("notes", channel_id=tid, author=OTHER_USER, attachments=[
+            {"id": str(fake.snowflake()), "filename": f"note{i}.txt", "size": 60, "url": u, "proxy_url": u}
+            for i, u in enumerate(urls)])
+        first = (await final(fake, await ingest_channel(fake, "thread", tid))).split("\n")
+        assert [line.split(":")[0] for line in first[:3]] == ["Added"] * 3  # the thread and two files
+        assert first[3].startswith("Left 1 more files for next time") and sorted(files.hits) == ["note0.txt",
+                                                                                                "note1.txt"]
+        second = (await final(fake, await ingest_channel(fake, "thread", tid))).split("\n")
+        assert second[0].startswith("Already indexed, unchanged") and second[1].startswith("Added")
+        assert len(second) == 2 and sorted(files.hits) == ["note0.txt", "note1.txt", "note2.txt"]
+    assert len(service.documents(SCOPE)) == 4
 
 
 async def test_ingest_forum_post(fake: FakeDiscord, service: QAService) -> None:

@@ -94,10 +94,16 @@ class BotStateStore(BotState):
                 values = change({} if row is None else dict(json.loads(row[0])))
                 self._conn.execute("INSERT OR REPLACE INTO bot_guild_settings(guild_id, settings) VALUES (?, ?)",
                                    (int(guild_id), json.dumps(values, sort_keys=True)))
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                # Never leave this shared connection inside a transaction (it would hold the write lock and
+                # swallow every later write); a failed COMMIT may have rolled back already.
+                if self._conn.in_transaction:
+                    try:
+                        self._conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass
                 raise
-            self._conn.execute("COMMIT")
         return values
 
     def close(self) -> None:
