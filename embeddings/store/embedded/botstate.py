@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.store.botstate import AnswerRecord, BotState
+from embeddings.store.embedded.sqlite import immediate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bot_answers (
@@ -84,26 +85,14 @@ class BotStateStore(BotState):
 
     def update_guild_settings(self, guild_id: int,
                               change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-        with self._lock:
-            # IMMEDIATE takes the database's write lock before the read: another process's update waits
-            # (up to the connection timeout) instead of reading what this one is about to replace.
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute("SELECT settings FROM bot_guild_settings WHERE guild_id = ?",
-                                         (int(guild_id),)).fetchone()
-                values = change({} if row is None else dict(json.loads(row[0])))
-                self._conn.execute("INSERT OR REPLACE INTO bot_guild_settings(guild_id, settings) VALUES (?, ?)",
-                                   (int(guild_id), json.dumps(values, sort_keys=True)))
-                self._conn.execute("COMMIT")
-            except BaseException:
-                # Never leave this shared connection inside a transaction (it would hold the write lock and
-                # swallow every later write); a failed COMMIT may have rolled back already.
-                if self._conn.in_transaction:
-                    try:
-                        self._conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass
-                raise
+        # IMMEDIATE takes the database's write lock before the read: another process's update waits (up to
+        # the connection timeout) instead of reading what this one is about to replace.
+        with self._lock, immediate(self._conn):
+            row = self._conn.execute("SELECT settings FROM bot_guild_settings WHERE guild_id = ?",
+                                     (int(guild_id),)).fetchone()
+            values = change({} if row is None else dict(json.loads(row[0])))
+            self._conn.execute("INSERT OR REPLACE INTO bot_guild_settings(guild_id, settings) VALUES (?, ?)",
+                               (int(guild_id), json.dumps(values, sort_keys=True)))
         return values
 
     def close(self) -> None:

@@ -61,6 +61,25 @@ IN_CHUNK = 500  # ids per IN list, far below SQLite's bound-variable limit
 _DOC_COLS = "d.id, d.doc_key, d.scope, d.source, d.title, d.outlet, d.published, d.ingested_at, d.content_hash"
 
 
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (the write lock taken before the first read).
+    On any error it is rolled back and the connection is never left inside the transaction. A failed COMMIT
+    (a full disk) may have rolled back already: a second ROLLBACK would replace the real error with "cannot
+    rollback - no transaction is active"."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        raise
+
+
 def storage_error_of(exc: BaseException, path: Path) -> QabotError | None:
     """What an OSError or sqlite3 error at the database (or its directory) means for the user, if it is a
     storage condition: a full disk, a read-only medium, a file that is not a database."""
@@ -205,24 +224,13 @@ class SqliteStore:
             raise self.read_only
         with self._lock:
             try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate(self._conn):
                     yield self._conn
                     if bump:
                         self._conn.execute(
                             "INSERT INTO meta(key, value) VALUES('generation', '1') "
                             "ON CONFLICT(key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
                         )
-                    self._conn.execute("COMMIT")
-                except BaseException:
-                    # A failed COMMIT (a full disk) may have rolled back already: a second ROLLBACK would
-                    # replace the real error with "cannot rollback - no transaction is active".
-                    if self._conn.in_transaction:
-                        try:
-                            self._conn.execute("ROLLBACK")
-                        except sqlite3.Error:
-                            pass
-                    raise
             except (sqlite3.Error, OSError) as exc:
                 known = storage_error_of(exc, self.path)
                 if known is None:
