@@ -1,6 +1,7 @@
 """Reading what a server wrote, for qabot to learn it: a thread or forum post or a channel's pins (with the
-text files posted in them), one message (its text, its text attachments, its links). Discord in, plain ChatMessages out; bot/discord_docs.py decides
-what becomes a document and QAService.ingest_text stores it (in a worker thread), in the server's scope.
+text files posted in them), one message (its text, its text attachments, its links). Discord in, plain
+ChatMessages out; bot/discord_docs.py decides what becomes a document and QAService.ingest_text stores it
+(in a worker thread), in the server's scope.
 
 History is read over REST, which needs View Channel and Read Message History in that channel (without the
 latter Discord silently returns no messages, so the bot checks its permissions first and says which are

@@ -408,14 +408,16 @@ def _build(name: str, path: str, backend: str, out: Path,
                              "use QABOT_ENCODER_BACKEND=torch.")
     pad_id = int(tokenizer.pad_token_id or 0)
     check = texts[:: max(1, len(texts) // 48)]
-    enc = features(check)
-    mask = enc["attention_mask"] if "attention_mask" in enc else np.ones_like(enc["input_ids"])
-    got = normalize_rows(pool(run(enc), mask, pooling))
+
+    def embedded(batch: Sequence[str]) -> np.ndarray:
+        enc = features(batch)
+        mask = enc["attention_mask"] if "attention_mask" in enc else np.ones_like(enc["input_ids"])
+        return normalize_rows(pool(run(enc), mask, pooling))
+
+    got = embedded(check)
     want = model.encode(check, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
     cosine = float(np.mean(np.sum(got * want, axis=1)))
-    probe_enc = features([PROBE_TEXT])
-    probe = normalize_rows(pool(run(probe_enc), probe_enc["attention_mask"] if "attention_mask" in probe_enc
-                                else np.ones_like(probe_enc["input_ids"]), pooling))[0]
+    probe = embedded([PROBE_TEXT])[0]
     if cosine < 0.98:
         raise QabotError(f"The {backend} build of {name!r} does not match the fp32 model (mean cosine {cosine:.3f}); "
                          "use QABOT_ENCODER_BACKEND=torch.")

@@ -50,9 +50,6 @@ class BotState(ABC):
         """A server's settings as saved ({} when none were)."""
 
     @abstractmethod
-    def set_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None: ...
-
-    @abstractmethod
     def update_guild_settings(self, guild_id: int,
                               change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         """Read a server's settings, apply ``change`` and save its result as one transaction that holds off

@@ -200,12 +200,9 @@ async def test_settings_cache_reads_once_per_burst_and_keeps_changes() -> None:
                 raise OSError("store down")
             return row
 
-        def set_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None:
-            self.rows[guild_id] = values
-
         def update_guild_settings(self, guild_id: int, change) -> dict[str, Any]:
             values = change(self.guild_settings(guild_id))  # the real stores hold a write lock across these
-            self.set_guild_settings(guild_id, values)
+            self.rows[guild_id] = values
             return values
 
     state, now = State(), [0.0]

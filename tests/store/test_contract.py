@@ -332,7 +332,7 @@ def test_bot_state_outlives_the_service_and_is_shared(settings):
                 asker_id=42, scope="guild:7", question=q, answer=f"answer {i}",
                 answer_json=json.dumps(answer.to_json())))
         first.bot_state().save_answer(AnswerRecord(big + 10, 5, 7, "reply:1", 42, "", "other", "", "{}"))
-        first.bot_state().set_guild_settings(7, {"mode": {"5": "all"}, "threads": False})
+        first.bot_state().update_guild_settings(7, lambda _: {"mode": {"5": "all"}, "threads": False})
         # Seen by another open service (another bot process) without reopening.
         rec = second.bot_state().answer(big + 1)
         assert rec is not None and (rec.question, rec.guild_id, rec.asker_id) == ("second question", 7, 42)
@@ -354,7 +354,7 @@ def test_bot_state_outlives_the_service_and_is_shared(settings):
             "first question", "second question", "third question"]
         state.save_answer(AnswerRecord(big, 1, 7, "thread:9", 42, "", "edited", "", "{}"))
         assert state.answer(big).question == "edited" and len(state.conversation("thread:9")) == 3
-        state.set_guild_settings(7, {})
+        state.update_guild_settings(7, lambda _: {})
         assert state.guild_settings(7) == {}
     finally:
         again.close()
@@ -369,7 +369,7 @@ def test_guild_settings_updates_from_two_processes_both_land(settings):
     first = QAService(settings, encoder=HashingEncoder(256))
     second = QAService(settings, encoder=HashingEncoder(256))
     try:
-        first.bot_state().set_guild_settings(7, {"threads": True})
+        first.bot_state().update_guild_settings(7, lambda _: {"threads": True})
         started = threading.Event()
         seen_by_second: list[dict] = []
 

@@ -78,11 +78,6 @@ class BotStateStore(BotState):
                                      (int(guild_id),)).fetchone()
         return {} if row is None else dict(json.loads(row[0]))
 
-    def set_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None:
-        with self._lock:
-            self._conn.execute("INSERT OR REPLACE INTO bot_guild_settings(guild_id, settings) VALUES (?, ?)",
-                               (int(guild_id), json.dumps(values, sort_keys=True)))
-
     def update_guild_settings(self, guild_id: int,
                               change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         # IMMEDIATE takes the database's write lock before the read: another process's update waits (up to

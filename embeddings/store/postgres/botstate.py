@@ -54,12 +54,6 @@ class PgBotStateStore(BotState):
                                (int(guild_id),)).fetchone()
         return {} if row is None else dict(json.loads(row[0]))
 
-    def set_guild_settings(self, guild_id: int, values: dict[str, Any]) -> None:
-        with self._pool.connection() as conn:
-            conn.execute("INSERT INTO bot_guild_settings(guild_id, settings) VALUES (%s, %s)"
-                         " ON CONFLICT (guild_id) DO UPDATE SET settings = excluded.settings",
-                         (int(guild_id), json.dumps(values, sort_keys=True)))
-
     def update_guild_settings(self, guild_id: int,
                               change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
         with self._pool.connection() as conn, conn.transaction():
