@@ -3,6 +3,7 @@ extensions loaded by name in setup_hook; this module never imports them (they im
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 
@@ -70,8 +71,12 @@ class QABot(commands.Bot):
         for name in EXTENSIONS:
             await self.load_extension(name)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
-        if self.service is not None and not self.intents.message_content:
-            log.warning(WITHOUT_MESSAGE_CONTENT)
+        if self.service is not None:
+            # Opened here, off the event loop: the handlers reach it as service.bot_state() on the loop, where
+            # a first open would block the gateway while another process holds the store's write lock.
+            await asyncio.to_thread(self.service.bot_state)
+            if not self.intents.message_content:
+                log.warning(WITHOUT_MESSAGE_CONTENT)
 
     async def on_app_command_error(self, interaction: discord.Interaction,
                                    error: discord.app_commands.AppCommandError) -> None:

@@ -5,6 +5,7 @@ The Discord layer imports only this module, models, errors and settings; what it
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -56,6 +57,7 @@ class QAService:
         self.answerer = Answerer(self.index, self.encoder)
         self.ingestor = Ingestor(self.index, allow_private_urls=allow_private_urls)
         self._bot_state: BotState | None = None
+        self._bot_state_lock = threading.Lock()  # opened once, whichever worker thread asks first
 
     def __enter__(self) -> QAService:
         return self
@@ -112,10 +114,12 @@ class QAService:
 
     def bot_state(self) -> BotState:
         """The Discord bot's answer records and server settings (in the index's store), opened once and
-        closed with the service."""
-        if self._bot_state is None:
-            self._bot_state = self.index.bot_state()
-        return self._bot_state
+        closed with the service. Opening it is store I/O (its tables are created if missing, which waits for
+        another process's write): the bot opens it in a worker thread at start-up (QABot.setup_hook)."""
+        with self._bot_state_lock:
+            if self._bot_state is None:
+                self._bot_state = self.index.bot_state()
+            return self._bot_state
 
     # ---- feedback and uploads (the Discord bot) ---------------------------------------------------
 

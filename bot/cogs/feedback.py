@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, cast
 import discord
 from discord.ext import commands
 
+from bot import respond
 from bot.failures import report, tell
+from bot.respond import reply, within_window
 from embeddings.models import Answer
 from embeddings.service import CORRECTION_CHARS, AnswerRecord, Correction, QAService
 
@@ -86,16 +88,22 @@ async def _store(service: QAService, record: AnswerRecord, user_id: int, vote: i
 
 async def record_vote(interaction: discord.Interaction, service: QAService, record: AnswerRecord, vote: int) -> None:
     """A thumb clicked under an answer (or on a voter's confirmation): store it, then 👍 -> the private
-    confirmation; 👎 -> the form (the vote is already stored, so dismissing the form loses nothing)."""
-    replaced = await _store(service, record, interaction.user.id, vote)
+    confirmation; 👎 -> the form (the vote is stored first, so dismissing the form loses nothing)."""
     if vote < 0:
+        # A form must be the first response and cannot follow a defer: if the store is slow, the form opens
+        # within Discord's window anyway and the vote is stored while the reader types.
+        stored = asyncio.ensure_future(_store(service, record, interaction.user.id, vote))
+        await asyncio.wait({stored}, timeout=respond.DEFER_AFTER)
+        if stored.done():
+            stored.result()  # a failure is told instead of the form
         await interaction.response.send_modal(CorrectionForm(record.message_id))
+        await stored
         return
-    text, view = thanks(vote, replaced), choice_view(record.message_id, vote)
-    if _on_confirmation(interaction, record.message_id):
-        await interaction.response.edit_message(content=text, view=view)
-    else:
-        await interaction.response.send_message(text, view=view, ephemeral=True)
+    on_confirmation = _on_confirmation(interaction, record.message_id)
+    replaced = await within_window(interaction, _store(service, record, interaction.user.id, vote),
+                                   update=on_confirmation)
+    await reply(interaction, update=on_confirmation, content=thanks(vote, replaced),
+                view=choice_view(record.message_id, vote))
 
 
 def _on_confirmation(interaction: discord.Interaction, answer_id: int) -> bool:
@@ -191,12 +199,11 @@ class FeedbackCog(commands.Cog):
             return
         correction = Correction(wrong=values.get("wrong", ""), right=values.get("right", ""))
         # An empty form says nothing new: it keeps what this reader wrote before (the form opens empty).
-        await _store(self.service, record, interaction.user.id, -1, correction if correction else None)
-        text, view = thanks(-1, False, wrote=bool(correction)), choice_view(answer_id, -1)
-        if _on_confirmation(interaction, answer_id):  # opened from the confirmation: update it in place
-            await interaction.response.edit_message(content=text, view=view)
-        else:
-            await interaction.response.send_message(text, view=view, ephemeral=True)
+        on_confirmation = _on_confirmation(interaction, answer_id)  # opened from it: update it in place
+        await within_window(interaction, _store(self.service, record, interaction.user.id, -1,
+                                                correction if correction else None), update=on_confirmation)
+        await reply(interaction, update=on_confirmation, content=thanks(-1, False, wrote=bool(correction)),
+                    view=choice_view(answer_id, -1))
 
 
 async def setup(bot: QABot) -> None:

@@ -21,6 +21,7 @@ from discord.ext import commands
 
 from bot.failures import report
 from bot.render import escape_markdown, to_embed, trim
+from bot.respond import reply, within_window
 from embeddings.models import BASE_SCOPE, guild_scope
 from embeddings.service import DocumentRow, QAService
 
@@ -186,9 +187,9 @@ class ArticlesPage(discord.ui.DynamicItem[discord.ui.Button],
     async def callback(self, interaction: discord.Interaction) -> None:  # type: ignore[override]
         service = cast(QAService, cast("QABot", interaction.client).service)
         try:
-            k = await asyncio.to_thread(known, service, interaction.guild_id)
+            k = await within_window(interaction, asyncio.to_thread(known, service, interaction.guild_id), update=True)
             embed, page = articles_page(k, self.page)
-            await interaction.response.edit_message(embed=to_embed(embed), view=articles_view(k, page))
+            await reply(interaction, update=True, embed=to_embed(embed), view=articles_view(k, page))
         except Exception as exc:  # noqa: BLE001 - dynamic items swallow errors: the clicker must hear of it
             await report(interaction, exc, "the articles page button")
 
@@ -257,22 +258,20 @@ class HelpCog(commands.Cog):
     async def cog_unload(self) -> None:
         self.bot.remove_dynamic_items(ArticlesPage)
 
-    async def known(self, guild_id: int | None) -> Known:
-        return await asyncio.to_thread(known, self.service, guild_id)
+    async def known(self, interaction: discord.Interaction) -> Known:
+        return await within_window(interaction, asyncio.to_thread(known, self.service, interaction.guild_id))
 
     @app_commands.command(name="help", description="How to use qabot (only you see it)")
     async def help_command(self, interaction: discord.Interaction) -> None:
-        k = await self.known(interaction.guild_id)
-        await interaction.response.send_message(
-            embed=to_embed(help_embed(k, in_guild=interaction.guild_id is not None)), ephemeral=True)
+        k = await self.known(interaction)
+        await reply(interaction, embed=to_embed(help_embed(k, in_guild=interaction.guild_id is not None)))
 
     @app_commands.command(name="articles", description="The articles qabot knows here (only you see it)")
     async def articles(self, interaction: discord.Interaction) -> None:
-        k = await self.known(interaction.guild_id)
+        k = await self.known(interaction)
         embed, page = articles_page(k, 0)
         view = articles_view(k, page)
-        await interaction.response.send_message(embed=to_embed(embed), ephemeral=True,
-                                                view=view if view is not None else discord.utils.MISSING)
+        await reply(interaction, embed=to_embed(embed), view=view if view is not None else discord.utils.MISSING)
 
     @commands.Cog.listener()
     async def on_guild_join(self, guild: discord.Guild) -> None:

@@ -37,6 +37,7 @@ from bot.guild_settings import (
 )
 from bot.permissions import refuse_unless_manager
 from bot.render import trim
+from bot.respond import reply, within_window
 from embeddings.service import QAService
 from embeddings.settings import BotSettings
 
@@ -145,11 +146,12 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
         """Store a change and say what the setting is now, privately (or why it could not be made)."""
         assert interaction.guild_id is not None
         try:
-            new = await self.cache.update(interaction.guild_id, change)
+            # The write can wait behind another process's commit: acknowledged first if it is slow.
+            new = await within_window(interaction, self.cache.update(interaction.guild_id, change))
         except SettingsError as exc:
-            await interaction.response.send_message(trim(str(exc), 2000), ephemeral=True)
+            await reply(interaction, content=trim(str(exc), 2000))
             return
-        await interaction.response.send_message(trim(done(new), 2000), ephemeral=True)
+        await reply(interaction, content=trim(done(new), 2000))
 
     # ---- /qabot channels ---------------------------------------------------------------------------
 
@@ -248,8 +250,8 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
                                                     ephemeral=True)
             return
         if not reset and questions is None and seconds is None:  # just show it
-            current = await self.cache.get(interaction.guild_id)
-            await interaction.response.send_message("Rate limit: " + self._rate(current) + ".", ephemeral=True)
+            current = await within_window(interaction, self.cache.get(interaction.guild_id))
+            await reply(interaction, content="Rate limit: " + self._rate(current) + ".")
             return
         window = self.settings.rate_window_seconds
         await self._change(
@@ -268,8 +270,8 @@ class SettingsCog(commands.GroupCog, group_name="qabot",
         if await refuse_unless_manager(interaction, NEEDS_MANAGE_SERVER):
             return
         assert interaction.guild_id is not None
-        s = await self.cache.get(interaction.guild_id)
-        await interaction.response.send_message(trim(self.describe(s), 2000), ephemeral=True)
+        s = await within_window(interaction, self.cache.get(interaction.guild_id))
+        await reply(interaction, content=trim(self.describe(s), 2000))
 
     def describe(self, s: GuildSettings) -> str:
         lines = ["**qabot in this server**", f"**Channels:** answers in {describe_channels(s)}."]

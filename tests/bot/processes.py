@@ -1,10 +1,14 @@
 """What the bot test modules share (importable, unlike conftest.py, which holds the fixtures built on these):
 a bot process over a per-test copy of an index (``Process``), the settings of a test bot, waiting for an
-answer's record, and a tiny file server standing in for Discord's CDN and for web pages (``Files``)."""
+answer's record, another process's long write (``write_lock_held``), and a tiny file server standing in for
+Discord's CDN and for web pages (``Files``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,26 @@ BASE_ARTICLE = """Lighthouse keepers of the northern coast
 
 The northern lighthouse was painted red and white in 1901 so that ships could see it in the fog.
 """
+
+
+@contextlib.contextmanager
+def write_lock_held(home: Path, seconds: float) -> Iterator[None]:
+    """Another process in a long write: the store's write lock taken now and let go after ``seconds`` by the
+    running event loop (the bot's store calls wait for it in their worker threads, as behind a real commit)."""
+    conn = sqlite3.connect(home / "qabot.sqlite3", isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        if conn.in_transaction:
+            conn.rollback()
+
+    handle = asyncio.get_running_loop().call_later(seconds, release)
+    try:
+        yield
+    finally:
+        handle.cancel()
+        release()
+        conn.close()
 
 
 def settings(**kw: Any) -> BotSettings:

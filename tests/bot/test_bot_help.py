@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
+from bot import respond
 from bot.render import trim
 from embeddings.models import guild_scope
-from tests.bot.processes import Process, recorded, seed_service
+from tests.bot.processes import Process, recorded, seed_service, write_lock_held
 from tests.fakes.fake_discord import FLAG_EPHEMERAL, FakeDiscord
 from tests.support import make_service
 
@@ -308,6 +309,54 @@ async def test_thumbs_down_form_survives_restarts_and_is_stored_and_exported(
         assert cb.json["type"] == 7 and chosen(cb.json["data"])["down"] == ("Your vote", True, 4)
     (row,) = proc.services[-1].export_feedback(include_unlabelled=True)
     assert row["votes"] == {"up": 1, "down": 1} and row["corrections"] == []  # the 👍 in between cleared it
+
+
+async def test_votes_waiting_for_another_write_are_still_answered(fake: FakeDiscord, proc: Process,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the store's write lock past Discord's window. 👍: acknowledged in time, stored,
+    then the private confirmation; 👎: the form still opens in time and the vote is stored behind it; the
+    form sent from the confirmation: acknowledged, then the confirmation is edited in place."""
+    monkeypatch.setattr(respond, "DEFER_AFTER", 0.2)
+    async with fake.running(proc.bot()):
+        answer = await ask_by_mention(fake, QUESTION)
+        answer_id = int(answer.response["id"])
+        await recorded(proc, answer_id)
+        fake.interaction_deadline = 1.0  # Discord's 3 s, scaled down with DEFER_AFTER
+        with write_lock_held(proc.home, seconds=1.5):
+            since = len(fake.requests)
+            inter = await fake.component_click(answer_id, "qabot:vote:up", user=USER)
+            cb = await fake.wait_for_request("POST", f"/interactions/{inter['id']}/", since=since)
+            assert cb.ok and cb.json["type"] == 5 and cb.json["data"]["flags"] & FLAG_EPHEMERAL, cb.response
+            done = await fake.wait_for_request("POST", f"/webhooks/{fake.application_id}/{inter['token']}",
+                                               since=since)
+        assert done.ok and done.json["content"].startswith("Thanks"), done.json
+        assert chosen(done.json)["up"] == ("Your vote", True, 3)
+        confirmation = fake.interactions[int(inter["id"])].original_id
+        assert confirmation is not None and fake.messages[confirmation]["content"] == done.json["content"]
+
+        with write_lock_held(proc.home, seconds=1.5):
+            since = len(fake.requests)
+            await fake.component_click(confirmation, f"qabot:myvote:{answer_id}:down", user=USER)
+            cb = await fake.wait_for_request("POST", "/callback", since=since)
+            assert cb.ok and cb.json["type"] == 9, cb.response
+        for _ in range(3000):  # the vote is stored once the lock is let go (a hang detector, not a timer)
+            if proc.services[-1].export_feedback(include_unlabelled=True)[0]["votes"]["down"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the 👎 was not stored")
+
+        with write_lock_held(proc.home, seconds=1.5):
+            since = len(fake.requests)
+            inter = await fake.modal_submit({"wrong": "the wrong year"}, user=USER)
+            cb = await fake.wait_for_request("POST", "/callback", since=since)
+            assert cb.ok and cb.json["type"] == 6, cb.response
+            edit = await fake.wait_for_request("PATCH", f"/webhooks/{fake.application_id}/{inter['token']}"
+                                               "/messages/@original", since=since)
+        assert edit.ok and "kept with it" in edit.json["content"]
+        assert "kept with it" in fake.messages[confirmation]["content"]
+    (row,) = proc.services[-1].export_feedback(include_unlabelled=True)
+    assert row["votes"] == {"up": 0, "down": 1} and row["corrections"] == [{"wrong": "the wrong year", "right": ""}]
 
 
 async def test_form_for_an_answer_without_a_record_says_so(fake: FakeDiscord, proc: Process) -> None:

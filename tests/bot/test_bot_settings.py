@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
+from bot import respond
 from bot.app import NEEDS_MESSAGE_CONTENT, WITHOUT_MESSAGE_CONTENT, run_bot
 from bot.cogs.settings import INTENT_OFF, NEEDS_MANAGE_SERVER, SettingsCache
 from bot.guild_settings import GuildSettings
 from embeddings.errors import QabotError
 from embeddings.service import QAService
 from embeddings.settings import BotSettings
-from tests.bot.processes import Process, recorded, settings
+from tests.bot.processes import Process, recorded, settings, write_lock_held
 from tests.fakes.fake_discord import (
     ALL_PERMISSIONS,
     DEFAULT_EVERYONE_PERMISSIONS,
@@ -320,6 +321,28 @@ async def test_server_rate_limit_replaces_the_default(fake: FakeDiscord, proc: P
     assert questions(proc)[0] == QUESTION and "a second one?" not in questions(proc)
     assert questions(proc).count("and /ask?") + questions(proc).count("and again?") == 1
     assert questions(proc)[-1] == "unlimited again?"
+
+
+async def test_a_change_waiting_for_another_write_is_still_answered(fake: FakeDiscord, proc: Process,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process holds the store's write lock past Discord's window: the change is acknowledged in
+    time (privately), saved once the lock is free, and its reply follows; a quick change is a direct reply."""
+    monkeypatch.setattr(respond, "DEFER_AFTER", 0.2)
+    fake.interaction_deadline = 1.0  # Discord's 3 s, scaled down with DEFER_AFTER
+    async with fake.running(proc.bot()):
+        since = len(fake.requests)
+        with write_lock_held(proc.home, seconds=1.5):
+            inter = await fake.slash_subcommand("qabot", "threads", {"answer": "on"}, channel_id=ASK, user=USER,
+                                                permissions=ALL_PERMISSIONS)
+            cb = await fake.wait_for_request("POST", f"/interactions/{inter['id']}/", since=since)
+            assert cb.ok and cb.json["type"] == 5 and cb.json["data"]["flags"] & FLAG_EPHEMERAL, cb.response
+            done = await fake.wait_for_request("POST", f"/webhooks/{fake.application_id}/{inter['token']}",
+                                               since=since)
+        assert done.ok and done.json["content"].startswith("Threads: on"), done.json
+        shown = fake.messages[fake.interactions[int(inter["id"])].original_id]  # the "thinking" message, filled
+        assert shown["content"] == done.json["content"] and shown["flags"] == FLAG_EPHEMERAL
+        assert proc.services[-1].bot_state().guild_settings(GUILD)["thread"] is True
+        assert (await qabot(fake, "threads", {"answer": "off"})).startswith("Threads: off")  # no lock: type 4
 
 
 async def test_settings_shows_everything(fake: FakeDiscord, proc: Process) -> None:
