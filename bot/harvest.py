@@ -26,7 +26,7 @@ from bot.discord_docs import (
     pins_document,
     thread_document,
 )
-from bot.render import trim
+from bot.render import escape_markdown, trim
 from embeddings.errors import QabotError, user_message
 from embeddings.service import SUPPORTED_EXTENSIONS, Failure, IngestReport, QAService
 
@@ -70,6 +70,11 @@ class Harvest:
     # document of its own; and why others were left out (a screenshot is not worth a line, an oversized FAQ is).
     files: tuple[tuple[str, discord.Attachment], ...] = ()
     skipped: tuple[str, ...] = ()
+    # A thread read whole: the link its messages' links start with, and the sources of every attachment still
+    # in it. A stored file of this thread that is not among them was deleted there, and goes the way a
+    # deleted message goes. Empty for pins (a file of an unpinned message is still in its channel).
+    container: str = ""
+    present: frozenset[str] = frozenset()
 
 
 def _text_files(messages: Sequence[discord.Message], max_bytes: int,
@@ -140,7 +145,11 @@ async def read_thread(thread: discord.Thread, me: discord.Member | None, max_byt
             chosen.append(m)
     parent = thread.parent.name if thread.parent is not None else None
     doc = thread_document(thread.name, thread.jump_url, map(chat_message, chosen), parent=parent)
-    return Harvest(doc, truncated, _blank(chosen), *_text_files(chosen, max_bytes))
+    if truncated:  # the messages after the first MAX_MESSAGES were not read: their files may be there
+        return Harvest(doc, truncated, _blank(chosen), *_text_files(chosen, max_bytes))
+    present = frozenset(attachment_source(m.jump_url, a.filename) for m in chosen for a in m.attachments)
+    return Harvest(doc, truncated, _blank(chosen), *_text_files(chosen, max_bytes),
+                   container=thread.jump_url + "/", present=present)
 
 
 async def read_pins(channel: discord.abc.GuildChannel | discord.Thread, me: discord.Member | None,
@@ -162,12 +171,19 @@ async def ingest_harvest(service: QAService, harvest: Harvest, scope: str,
                          max_bytes: int) -> tuple[IngestReport, list[str]]:
     """The thread's (or pins') document, then the files posted in it that are not stored yet (an attachment
     cannot be edited: a stored one is as it was), at most MAX_FILES and MAX_FILES_BYTES_FACTOR uploads' worth;
-    one report for all, and a line for each file or group left out."""
+    a stored file of the thread no longer in it is removed. One report for all, and a line for each file or
+    group left out."""
     doc = harvest.document
     reports = [await asyncio.to_thread(service.ingest_text, doc.title, doc.paragraphs, source=doc.source,
                                        scope=scope, outlet=doc.outlet, published=doc.published)]
     notes = list(harvest.skipped)
-    stored = {d.source for d in await asyncio.to_thread(service.documents, scope)} if harvest.files else set()
+    listed = harvest.files or harvest.container
+    stored = {d.source for d in await asyncio.to_thread(service.documents, scope)} if listed else set()
+    gone = sorted(src for src in stored if harvest.container and src.startswith(harvest.container)
+                  and "#" in src and src not in harvest.present)
+    for src in gone:  # deleted in the thread: removed, as a deleted message's text is
+        for o in (await asyncio.to_thread(service.ingest_text, "", [], source=src, scope=scope)).outcomes:
+            notes.append(f"Removed: **{escape_markdown(trim(o.title, 200))}** (its file is no longer in the thread).")
     new = [(url, a) for url, a in harvest.files if attachment_source(url, a.filename) not in stored]
     budget = MAX_FILES_BYTES_FACTOR * max_bytes
     chosen: list[tuple[str, discord.Attachment]] = []

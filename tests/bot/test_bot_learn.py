@@ -278,6 +278,13 @@ async def test_ingest_thread_takes_the_text_files_posted_in_it(fake: FakeDiscord
             "Already indexed, unchanged: **Quuxbridge ferry winter timetable**.",
             "Skipped `archive.txt`: over the 2 MB limit."]
         assert files.hits == ["timetable.md"] and len(service.documents(SCOPE)) == 2
+        # the file's message deleted in the thread: its article goes too, as a deleted message's text does
+        await fake.message_delete(int(posted["id"]))
+        third = (await final(fake, await ingest_channel(fake, "thread", tid))).split("\n")
+        assert third[0].startswith("Updated: **Quuxbridge ferry winter timetable**")  # "the timetable as a file"
+        assert third[1:] == ["Removed: **Quuxbridge ferry winter timetable** (its file is no longer in the thread)."]
+        assert {d.source for d in service.documents(SCOPE)} == {jump(tid)}
+        assert "06:40" not in await ask(fake, "when does the first winter ferry leave quuxbridge pier?")
 
 
 async def test_ingest_thread_files_beyond_one_run_are_left_for_the_next(fake: FakeDiscord, service: QAService,
