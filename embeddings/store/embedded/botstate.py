@@ -5,7 +5,6 @@ share the file: every write is one statement or one IMMEDIATE transaction."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -13,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.store.botstate import AnswerRecord, BotState
-from embeddings.store.embedded.sqlite import immediate
+from embeddings.store.embedded.sqlite import immediate, side_connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bot_answers (
@@ -46,10 +45,8 @@ def _record(row: tuple) -> AnswerRecord:
 class BotStateStore(BotState):
     def __init__(self, db_path: Path) -> None:
         self.path = Path(db_path)
-        self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._conn = side_connection(self.path, SCHEMA)
         self._lock = threading.Lock()
-        with self._lock:
-            self._conn.executescript(SCHEMA)
 
     def save_answer(self, record: AnswerRecord) -> None:
         created = record.created_at or datetime.now(UTC).isoformat(timespec="seconds")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from embeddings.store.embedded.sqlite import side_connection
 from embeddings.store.feedback import Correction, Feedback, FeedbackRow, upsert_correction
 
 SCHEMA = """
@@ -50,10 +51,9 @@ class FeedbackStore(Feedback):
 
     def __init__(self, db_path: Path) -> None:
         self.path = Path(db_path)
-        self._conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+        self._conn = side_connection(self.path, SCHEMA)
         self._lock = threading.Lock()
         with self._lock:
-            self._conn.executescript(SCHEMA)
             self._add_missing_columns()
             self._conn.execute("INSERT OR IGNORE INTO feedback_salt(k, salt) VALUES (1, ?)", (secrets.token_hex(16),))
             self.salt = self._conn.execute("SELECT salt FROM feedback_salt WHERE k = 1").fetchone()[0]

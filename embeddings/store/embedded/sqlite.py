@@ -61,6 +61,20 @@ IN_CHUNK = 500  # ids per IN list, far below SQLite's bound-variable limit
 _DOC_COLS = "d.id, d.doc_key, d.scope, d.source, d.title, d.outlet, d.published, d.ingested_at, d.content_hash"
 
 
+def side_connection(path: Path, schema: str) -> sqlite3.Connection:
+    """The own connection of a store kept beside the index in its file (votes, the bot's state): autocommit,
+    usable from any worker thread (the caller serialises with a lock), waiting up to 30 s for another
+    process's write, with ``schema``'s tables created if missing. In WAL mode, never waiting for an ingest's
+    readers."""
+    conn = sqlite3.connect(path, timeout=30.0, check_same_thread=False, isolation_level=None)
+    try:
+        conn.executescript(schema)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 @contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (the write lock taken before the first read).
