@@ -91,9 +91,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0 if report.ok else 2
 
 
+def _no_articles_hint(svc) -> None:
+    """An index with no article answers nothing: say how to add one (on stderr, so --json stays clean)."""
+    if svc.stats().documents == 0:
+        print(f"qabot: the index at {svc.index.location} has no articles yet: add some with "
+              "`qabot ingest PATH|URL` (the sample article: `qabot ingest seeds/`)", file=sys.stderr)
+
+
 def cmd_ask(args: argparse.Namespace) -> int:
-    with _service(args) as svc:
+    with _service(args, create=False) as svc:  # asking never creates an index
         answer = svc.ask(args.question, k=args.k)
+        if not answer.found:
+            _no_articles_hint(svc)
     if args.json:
         print(json.dumps(answer.to_json(), ensure_ascii=False))
     else:
@@ -107,7 +116,8 @@ def cmd_chat(args: argparse.Namespace) -> int:
     one JSON object per answer (what `ask --json` prints), nothing else on stdout."""
     from embeddings.models import Turn
 
-    with _service(args) as svc:
+    with _service(args, create=False) as svc:
+        _no_articles_hint(svc)
         history: list[Turn] = []
         if not args.json:
             print("Ask about the articles (/new starts a new conversation; empty line or Ctrl-D to quit).")

@@ -664,3 +664,23 @@ def test_writer_lock_that_is_not_a_file_is_one_line(home, base_snapshot, tmp_pat
     assert proc.returncode == 1 and len(lines) == 1 and "writer.lock" in lines[0], proc.stderr
     proc = run_qabot(home, "ask", "why did Egypt cut ties with Iran?")
     assert proc.returncode == 0, proc.stderr  # reading does not need the lock
+
+
+# ------------------------------------------------------------------ asking before anything was added
+
+
+def test_asking_without_an_index_or_articles_says_how_to_add_them(home: Path, tmp_path: Path, base_index) -> None:
+    missing = tmp_path / "nothing-here"
+    for args in (("ask", "why did Egypt cut ties with Iran?"), ("chat",)):
+        proc = run_qabot(missing, *args)
+        assert proc.returncode == 1 and error_lines(proc) == [
+            f"qabot: No qabot index at {missing}: run `qabot ingest PATH` first"], proc.stderr
+        assert not missing.exists()  # asking never creates an index
+    proc = run_qabot(home, "rm", snapshot(home)[0][0]["doc"])  # an index whose only article was removed
+    assert proc.returncode == 0, proc.stderr
+    proc = run_qabot(home, "ask", "why did Egypt cut ties with Iran?", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["found"] is False  # stdout: the JSON alone
+    (hint,) = error_lines(proc)
+    assert "has no articles yet" in hint and "qabot ingest" in hint
+    refused = run_qabot(base_index[0], "ask", "quelle heure est-il à Lisbonne?", "--json")
+    assert json.loads(refused.stdout)["found"] is False and not error_lines(refused)  # articles, no answer: no hint
