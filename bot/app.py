@@ -68,15 +68,16 @@ class QABot(commands.Bot):
     async def setup_hook(self) -> None:
         # One-time setup (on_ready fires again after reconnects). The command tree is not synced here:
         # syncing is rate limited, so it is done on demand.
+        if self.service is not None:
+            # Opened here, off the event loop, before any cog runs: the handlers reach it as
+            # service.bot_state() on the loop, where a first open would block the gateway while another
+            # process holds the store's write lock.
+            await asyncio.to_thread(self.service.bot_state)
         for name in EXTENSIONS:
             await self.load_extension(name)
         self.tree.on_error = self.on_app_command_error  # type: ignore[method-assign]
-        if self.service is not None:
-            # Opened here, off the event loop: the handlers reach it as service.bot_state() on the loop, where
-            # a first open would block the gateway while another process holds the store's write lock.
-            await asyncio.to_thread(self.service.bot_state)
-            if not self.intents.message_content:
-                log.warning(WITHOUT_MESSAGE_CONTENT)
+        if self.service is not None and not self.intents.message_content:
+            log.warning(WITHOUT_MESSAGE_CONTENT)
 
     async def on_app_command_error(self, interaction: discord.Interaction,
                                    error: discord.app_commands.AppCommandError) -> None:

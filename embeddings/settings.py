@@ -157,6 +157,9 @@ class BotSettings:
     max_concurrent: int = 2
     guild_ready_timeout: float = 2.0
     max_upload_mb: float = 2.0  # /ingest file: attachments over this are refused before download
+    # Answer records (for old answers' buttons and thread follow-ups) are forgotten after this many days, so
+    # the store stays bounded on a busy server; 0 keeps them for ever.
+    answer_days: float = 180.0
     # QABOT_MESSAGE_CONTENT: ask Discord for the privileged Message Content intent. "auto": ask, and start
     # without it if the application may not have it; "on": refuse to start without it; "off": never ask.
     message_content: str = "auto"
@@ -174,6 +177,7 @@ class BotSettings:
             max_concurrent=int(_number(env, "QABOT_MAX_CONCURRENT", 2, 1, int)),
             guild_ready_timeout=_number(env, "QABOT_GUILD_READY_TIMEOUT", 2.0, 0.0),
             max_upload_mb=_number(env, "QABOT_MAX_UPLOAD_MB", 2.0, 0.001),
+            answer_days=_number(env, "QABOT_ANSWER_DAYS", 180.0, 0.0),
             message_content=_message_content(env),
         )
 

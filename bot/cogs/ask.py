@@ -14,11 +14,12 @@ import logging
 import re
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import discord
 from discord import app_commands
-from discord.ext import commands
+from discord.ext import commands, tasks
 
 from bot.cogs.feedback import FORGOTTEN, record_vote
 from bot.cogs.help import empty_question_text, help_embed, is_help, known
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 THREAD_NAME_MAX = 100
 HISTORY_TURNS = 5  # earlier turns of a conversation handed to the answerer
+FORGET_EVERY_HOURS = 24  # how often answer records older than QABOT_ANSWER_DAYS are deleted
 ASK_MENU = "Ask qabot"  # the message context menu (Apps → Ask qabot)
 NO_TEXT = "That message has no text to ask about."
 UNREADABLE = ("I can't read the text of the message you replied to (Discord sends it to me only with the "
@@ -113,10 +115,26 @@ class AskCog(commands.Cog):
         # A context menu cannot be a cog method: it is built here and added to the tree by hand.
         self.ask_menu = app_commands.ContextMenu(name=ASK_MENU, callback=self.ask_about_message)
         self.bot.tree.add_command(self.ask_menu)
+        if self.service is not None and self.settings.answer_days > 0:  # (None: `qabot sync`, no store)
+            self.forget_old_answers.start()
 
     async def cog_unload(self) -> None:
+        self.forget_old_answers.cancel()
         self.bot.remove_dynamic_items(AnswerButton)
         self.bot.tree.remove_command(ASK_MENU, type=discord.AppCommandType.message)
+
+    @tasks.loop(hours=FORGET_EVERY_HOURS)
+    async def forget_old_answers(self) -> None:
+        """At start-up, then daily: the records of answers older than QABOT_ANSWER_DAYS go (a busy server's
+        store stays bounded). Their buttons then say so, and a message in their thread is a new question."""
+        before = datetime.now(UTC) - timedelta(days=self.settings.answer_days)
+        try:
+            gone = await self._state("forget_answers", before)
+        except Exception:  # noqa: BLE001 - tried again at the next round; answering goes on meanwhile
+            log.exception("forgetting answer records older than %g days failed", self.settings.answer_days)
+            return
+        if gone:
+            log.info("forgot %d answer records older than %g days", gone, self.settings.answer_days)
 
     # ---- core ------------------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@
   first answer of a reply chain), so a follow-up can be answered with the earlier turns.
 - Per-server settings (channels, modes, the rate limit; see bot/cogs/settings), as one JSON object a guild.
 
-Both are operational state, not training data: nothing here is exported. Each store implements the rows
+Both are operational state, not training data: nothing here is exported, and answer records are forgotten
+after QABOT_ANSWER_DAYS (the bot calls ``forget_answers`` daily), so the store does not grow for ever. Each store implements the rows
 (store/embedded/botstate.py in qabot.sqlite3, store/postgres/botstate.py in the store's database)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -28,7 +30,13 @@ class AnswerRecord:
     question: str
     answer: str              # the answer text ('' when nothing was found)
     answer_json: str         # Answer.to_json() as JSON text: everything Sources shows
-    created_at: str = ""
+    created_at: str = ""     # saved_at() of when it was saved (set by the store)
+
+
+def saved_at(when: datetime) -> str:
+    """The form ``created_at`` is kept in: UTC, to the second, so that text order is time order in both
+    stores (``forget_answers`` compares them as text)."""
+    return when.astimezone(UTC).isoformat(timespec="seconds")
 
 
 class BotState(ABC):
@@ -44,6 +52,11 @@ class BotState(ABC):
     @abstractmethod
     def conversation(self, key: str, limit: int = 5) -> list[AnswerRecord]:
         """The last ``limit`` answers of a conversation, oldest first."""
+
+    @abstractmethod
+    def forget_answers(self, before: datetime) -> int:
+        """Delete the records of answers saved before ``before`` (their buttons then say they forgot the
+        answer, and a follow-up in their thread starts a new conversation); returns how many went."""
 
     @abstractmethod
     def guild_settings(self, guild_id: int) -> dict[str, Any]:

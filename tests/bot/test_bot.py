@@ -111,6 +111,10 @@ def test_settings_from_env() -> None:
         BotSettings.from_env({}).require_token()
     with pytest.raises(QabotError, match="QABOT_MAX_CONCURRENT"):
         BotSettings.from_env({"QABOT_MAX_CONCURRENT": "lots"})
+    assert BotSettings.from_env({}).answer_days == 180.0
+    assert BotSettings.from_env({"QABOT_ANSWER_DAYS": "0"}).answer_days == 0.0  # kept for ever
+    with pytest.raises(QabotError, match="QABOT_ANSWER_DAYS must be at least 0"):
+        BotSettings.from_env({"QABOT_ANSWER_DAYS": "-1"})
 
 
 async def test_run_bot_without_token_explains(service) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from bot import respond
+from bot.cogs.feedback import FORGOTTEN
 from bot.render import trim
 from embeddings.models import guild_scope
 from tests.bot.processes import Process, recorded, seed_service, write_lock_held
@@ -378,6 +379,43 @@ async def test_form_for_an_answer_without_a_record_says_so(fake: FakeDiscord, pr
 
 
 # ---- limits: untrusted titles and sources --------------------------------------------------------------
+
+
+async def test_answer_records_older_than_answer_days_are_forgotten(fake: FakeDiscord, proc: Process) -> None:
+    """QABOT_ANSWER_DAYS (default 180): at start-up (then daily) older answer records go, so the store stays
+    bounded; the answer's buttons then say so. 0 keeps them."""
+    import sqlite3
+
+    async with fake.running(proc.bot()):
+        old, recent = [int((await ask_by_mention(fake, q)).response["id"]) for q in (QUESTION, QUESTION + " (again)")]
+        await recorded(proc, recent)
+    with sqlite3.connect(proc.home / "qabot.sqlite3") as conn:
+        conn.execute("UPDATE bot_answers SET created_at = '2020-01-01T00:00:00+00:00' WHERE message_id = ?", (old,))
+
+    async with fake.running(proc.bot(answer_days=0)):  # kept for ever
+        since = len(fake.requests)
+        await fake.component_click(old, "qabot:sources", user=USER)
+        cb = await fake.wait_for_request("POST", "/callback", since=since)
+        assert cb.ok and cb.json["data"]["embeds"], cb.json
+    assert proc.services[-1].bot_state().answer(old) is not None
+
+    async with fake.running(proc.bot()):
+        state = proc.services[-1].bot_state()
+        for _ in range(3000):  # forgotten at start-up (a hang detector, not a timer)
+            if state.answer(old) is None:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the old record was kept")
+        since = len(fake.requests)
+        await fake.component_click(old, "qabot:sources", user=USER)
+        cb = await fake.wait_for_request("POST", "/callback", since=since)
+        assert cb.json["data"]["content"] == FORGOTTEN and cb.json["data"]["flags"] & FLAG_EPHEMERAL
+        since = len(fake.requests)
+        await fake.component_click(recent, "qabot:sources", user=USER)  # a recent one is kept
+        cb = await fake.wait_for_request("POST", "/callback", since=since)
+        assert cb.json["data"]["embeds"]
+    assert state.answer(recent) is not None
 
 
 def test_help_and_articles_pages_stay_within_discords_limits_with_hostile_titles() -> None:

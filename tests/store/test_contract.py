@@ -287,7 +287,8 @@ def test_votes_from_before_corrections_are_migrated_in_place(settings):
 
         with psycopg.connect(settings.store) as conn:
             conn.execute("ALTER TABLE feedback DROP COLUMN correction")
-            conn.execute("DELETE FROM qabot_schema_migrations WHERE version = 4")
+            conn.execute("DROP INDEX bot_answers_created")  # (schema 5)
+            conn.execute("DELETE FROM qabot_schema_migrations WHERE version >= 4")
     else:
         import sqlite3
 
@@ -358,6 +359,29 @@ def test_bot_state_outlives_the_service_and_is_shared(settings):
         assert state.guild_settings(7) == {}
     finally:
         again.close()
+
+
+def test_answer_records_are_forgotten_by_age(svc):
+    """forget_answers(before) deletes the records saved before that moment and nothing else; a record saved
+    without a date gets the moment it was saved."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from embeddings.service import AnswerRecord
+
+    state = svc.bot_state()
+    now = datetime.now(UTC)
+    ages = {1: 400, 2: 181, 3: 179, 4: 0}  # days
+    for mid, days in ages.items():
+        state.save_answer(AnswerRecord(mid, 5, 7, "thread:9", 42, "", f"q{mid}", "", "{}",
+                                       created_at=(now - timedelta(days=days)).isoformat(timespec="seconds")))
+    state.save_answer(AnswerRecord(5, 5, 7, "thread:9", 42, "", "q5", "", "{}"))  # now, set by the store
+    # The cut-off in another time zone is the same moment.
+    cutoff = (now - timedelta(days=180)).astimezone(timezone(timedelta(hours=-5)))
+    assert state.forget_answers(cutoff) == 2
+    assert [r.question for r in state.conversation("thread:9", limit=10)] == ["q3", "q4", "q5"]
+    assert state.answer(1) is None and state.answer(3) is not None
+    assert state.forget_answers(cutoff) == 0
+    assert state.forget_answers(now + timedelta(seconds=2)) == 3 and state.conversation("thread:9") == []
 
 
 def test_guild_settings_updates_from_two_processes_both_land(settings):

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from embeddings.store.botstate import AnswerRecord, BotState
+from embeddings.store.botstate import AnswerRecord, BotState, saved_at
 from embeddings.store.embedded.sqlite import immediate, side_connection
 
 SCHEMA = """
@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS bot_answers (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS bot_answers_conversation ON bot_answers(conversation, message_id);
+CREATE INDEX IF NOT EXISTS bot_answers_created ON bot_answers(created_at);
 CREATE TABLE IF NOT EXISTS bot_guild_settings (
     guild_id INTEGER PRIMARY KEY,
     settings TEXT NOT NULL
@@ -49,7 +50,7 @@ class BotStateStore(BotState):
         self._lock = threading.Lock()
 
     def save_answer(self, record: AnswerRecord) -> None:
-        created = record.created_at or datetime.now(UTC).isoformat(timespec="seconds")
+        created = record.created_at or saved_at(datetime.now(UTC))
         with self._lock:
             self._conn.execute(
                 f"INSERT OR REPLACE INTO bot_answers({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -68,6 +69,10 @@ class BotStateStore(BotState):
                 f"SELECT {_COLUMNS} FROM bot_answers WHERE conversation = ? ORDER BY message_id DESC LIMIT ?",
                 (key, int(limit))).fetchall()
         return [_record(r) for r in reversed(rows)]
+
+    def forget_answers(self, before: datetime) -> int:
+        with self._lock:
+            return self._conn.execute("DELETE FROM bot_answers WHERE created_at < ?", (saved_at(before),)).rowcount
 
     def guild_settings(self, guild_id: int) -> dict[str, Any]:
         with self._lock:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from embeddings.store.botstate import AnswerRecord, BotState
+from embeddings.store.botstate import AnswerRecord, BotState, saved_at
 
 _COLUMNS = "message_id, channel_id, guild_id, conversation, asker_id, scope, question, answer, answer_json, created_at"
 
@@ -24,7 +24,7 @@ class PgBotStateStore(BotState):
         self._pool = pool
 
     def save_answer(self, record: AnswerRecord) -> None:
-        created = record.created_at or datetime.now(UTC).isoformat(timespec="seconds")
+        created = record.created_at or saved_at(datetime.now(UTC))
         with self._pool.connection() as conn:
             conn.execute(
                 f"INSERT INTO bot_answers({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
@@ -47,6 +47,10 @@ class PgBotStateStore(BotState):
                 f"SELECT {_COLUMNS} FROM bot_answers WHERE conversation = %s ORDER BY message_id DESC LIMIT %s",
                 (key, int(limit))).fetchall()
         return [_record(r) for r in reversed(rows)]
+
+    def forget_answers(self, before: datetime) -> int:
+        with self._pool.connection() as conn:
+            return conn.execute("DELETE FROM bot_answers WHERE created_at < %s", (saved_at(before),)).rowcount
 
     def guild_settings(self, guild_id: int) -> dict[str, Any]:
         with self._pool.connection() as conn:

@@ -112,6 +112,10 @@ MIGRATIONS: Sequence[tuple[int, str, Sequence[str]]] = (
     (4, "feedback corrections", (
         "ALTER TABLE feedback ADD COLUMN correction TEXT NOT NULL DEFAULT ''",
     )),
+    # Answer records are forgotten after QABOT_ANSWER_DAYS (BotState.forget_answers, daily): by age.
+    (5, "answer records by age", (
+        "CREATE INDEX bot_answers_created ON bot_answers(created_at)",
+    )),
 )
 
 LATEST = MIGRATIONS[-1][0]
