@@ -375,13 +375,16 @@ def test_answer_records_are_forgotten_by_age(svc):
         state.save_answer(AnswerRecord(mid, 5, 7, "thread:9", 42, "", f"q{mid}", "", "{}",
                                        created_at=(now - timedelta(days=days)).isoformat(timespec="seconds")))
     state.save_answer(AnswerRecord(5, 5, 7, "thread:9", 42, "", "q5", "", "{}"))  # now, set by the store
+    in_tokyo = (now - timedelta(days=170)).astimezone(timezone(timedelta(hours=9))).isoformat(timespec="seconds")
+    state.save_answer(AnswerRecord(6, 5, 7, "thread:8", 42, "", "q6", "", "{}", created_at=in_tokyo))
+    assert state.answer(6).created_at == (now - timedelta(days=170)).isoformat(timespec="seconds")  # kept in UTC
     # The cut-off in another time zone is the same moment.
     cutoff = (now - timedelta(days=180)).astimezone(timezone(timedelta(hours=-5)))
     assert state.forget_answers(cutoff) == 2
     assert [r.question for r in state.conversation("thread:9", limit=10)] == ["q3", "q4", "q5"]
     assert state.answer(1) is None and state.answer(3) is not None
     assert state.forget_answers(cutoff) == 0
-    assert state.forget_answers(now + timedelta(seconds=2)) == 3 and state.conversation("thread:9") == []
+    assert state.forget_answers(now + timedelta(seconds=2)) == 4 and state.conversation("thread:9") == []
 
 
 def test_guild_settings_updates_from_two_processes_both_land(settings):

@@ -50,7 +50,8 @@ class BotStateStore(BotState):
         self._lock = threading.Lock()
 
     def save_answer(self, record: AnswerRecord) -> None:
-        created = record.created_at or saved_at(datetime.now(UTC))
+        # One UTC form whatever the caller gave: forget_answers compares the text.
+        created = saved_at(datetime.fromisoformat(record.created_at) if record.created_at else datetime.now(UTC))
         with self._lock:
             self._conn.execute(
                 f"INSERT OR REPLACE INTO bot_answers({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -24,7 +24,8 @@ class PgBotStateStore(BotState):
         self._pool = pool
 
     def save_answer(self, record: AnswerRecord) -> None:
-        created = record.created_at or saved_at(datetime.now(UTC))
+        # One UTC form whatever the caller gave: forget_answers compares the text.
+        created = saved_at(datetime.fromisoformat(record.created_at) if record.created_at else datetime.now(UTC))
         with self._pool.connection() as conn:
             conn.execute(
                 f"INSERT INTO bot_answers({_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)"
