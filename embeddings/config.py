@@ -83,8 +83,9 @@ class IndexConfig:
     retrieval: RetrievalParams = field(default_factory=RetrievalParams)
     schema_version: int = SCHEMA_VERSION
     created_at: str = ""
-    # The runtime that computed the stored vectors: torch fp32 or an int8 one (cosine ~0.99 apart, so one
-    # index never mixes them; indexes from before 2026-12 were all torch).
+    # The vectors' name (encoders/base.py vectors_of): the runtime that computed them, torch fp32 or an int8
+    # one, with the int8 build from the second on ("onnx-int8@2"); cosine ~0.99 apart, so one index never
+    # mixes them. Indexes from before 2026-12 were all torch.
     encoder_backend: str = "torch"
 
     def to_json(self) -> str:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from embeddings.encoders.base import DEFAULT_BACKEND, DEFAULT_MODEL
+from embeddings.encoders.base import DEFAULT_BACKEND, DEFAULT_MODEL, runtime_of
 from embeddings.errors import InputError, QabotError
 from embeddings.store.urls import is_pg_url
 
@@ -70,7 +70,7 @@ class Settings:
         if self.encoder_backend:
             return self.encoder_backend
         if recorded and recorded != "hashing":
-            return recorded
+            return runtime_of(recorded)  # an older int8 build's index runs today's build (writes: reindex)
         return DEFAULT_BACKEND
 
     @classmethod

@@ -25,6 +25,9 @@ BACKENDS = (TORCH_BACKEND, *INT8_BACKENDS)
 # against 28 ms, a cold start of ~1.2 s against ~10 s (README, Speed). torch stays for the one-time export
 # and for QABOT_ENCODER_BACKEND=torch.
 DEFAULT_BACKEND = "onnx-int8"
+# Bump when the int8 export, quantisation or calibration recipe changes: cached builds are then rebuilt, and
+# the vectors get another name (vectors_of), so no index or evaluation cache mixes them with the old ones.
+INT8_BUILD_VERSION = "1"
 
 
 class Encoder(Protocol):
@@ -37,6 +40,12 @@ class Encoder(Protocol):
     @property
     def backend(self) -> str:
         """"torch", "openvino-int8", "onnx-int8" or "hashing": the runtime behind the same model name."""
+        ...
+
+    @property
+    def vectors(self) -> str:
+        """What an index records about the vectors this encoder makes (vectors_of its backend): one index, or
+        one evaluation cache, never holds vectors of two names."""
         ...
 
     @property
@@ -88,6 +97,20 @@ def check_backend(backend: str) -> str:
     if backend not in BACKENDS:
         raise QabotError(f"Unknown encoder backend {backend!r} (QABOT_ENCODER_BACKEND): choose one of {', '.join(BACKENDS)}")
     return backend
+
+
+def vectors_of(backend: str) -> str:
+    """The name of the vectors a runtime makes: the backend, and for an int8 one its build from the second
+    on ("onnx-int8@2"). Two int8 recipes give vectors ~0.99 cosine apart, as two runtimes do. Build 1 is the
+    bare name, which every index written before builds were named records."""
+    if backend in INT8_BACKENDS and INT8_BUILD_VERSION != "1":
+        return f"{backend}@{INT8_BUILD_VERSION}"
+    return backend
+
+
+def runtime_of(vectors: str) -> str:
+    """The backend that makes vectors of this name (what QABOT_ENCODER_BACKEND would say)."""
+    return vectors.partition("@")[0]
 
 
 def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:

@@ -18,6 +18,7 @@ from embeddings.encoders.base import (
     TokenEmbeddings,
     canonical_model_name,
     check_backend,
+    vectors_of,
 )
 from embeddings.encoders.hashing import HashingEncoder
 from embeddings.errors import QabotError
@@ -43,6 +44,10 @@ class LazyEncoder:
                 if self._encoder is None:
                     self._encoder = _build_encoder(self.name, self._threads, self.backend, self._cache_dir)
         return self._encoder
+
+    @property
+    def vectors(self) -> str:  # known without loading: the backend and this qabot's int8 build name them
+        return vectors_of(self.backend)
 
     @property
     def dimension(self) -> int:  # type: ignore[override]

@@ -36,6 +36,7 @@ import numpy as np
 
 from embeddings.encoders.base import (
     INT8_BACKENDS,
+    INT8_BUILD_VERSION,
     SMALL_BATCH,
     TokenEmbeddings,
     canonical_model_name,
@@ -44,11 +45,11 @@ from embeddings.encoders.base import (
     offline_env,
     pad_batch,
     resolve_model_path,
+    vectors_of,
 )
 from embeddings.errors import QabotError
 
-# Bump when the export, quantisation or calibration recipe changes: old cache entries are then ignored.
-BUILD_VERSION = "1"
+BUILD_VERSION = INT8_BUILD_VERSION  # in encoders/base.py, beside the rule that names the vectors by it
 INSTALL_HINT = "pip install 'torch==2.13.0' 'qabot[int8]'"
 # onnxruntime and onnx are main dependencies (onnx-int8 is the default backend): missing, the install is broken.
 INSTALL_HINTS = {"openvino-int8": INSTALL_HINT,
@@ -530,6 +531,7 @@ class Int8Encoder:
         self._runtime = _import_runtime(backend)
         self.name = canonical_model_name(name)
         self.backend = backend
+        self.vectors = vectors_of(backend)
         self._dir = ensure_built(self.name, backend, cache_dir)
         self._batch = INT8_BATCH[backend]
         meta = Int8Meta.read(self._dir / "meta.json")

@@ -47,6 +47,7 @@ class SentenceTransformerEncoder:
             pass
         self.name = canonical_model_name(name)
         self.backend = TORCH_BACKEND
+        self.vectors = TORCH_BACKEND
         path = resolve_model_path(self.name)
         try:
             self._model: Any = SentenceTransformer(path, device=device)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 import numpy as np
 
 from embeddings.config import SCHEMA_VERSION, IndexConfig
+from embeddings.encoders.base import runtime_of
 from embeddings.errors import IndexMismatch
 
 if TYPE_CHECKING:
@@ -144,7 +145,9 @@ def new_config(encoder: Encoder) -> IndexConfig:
 
 
 def encoder_backend(encoder: Encoder) -> str:
-    return str(encoder.backend)
+    """What an index records as its encoder_backend: the encoder's vectors (the runtime, and its int8 build
+    from the second on; encoders/base.py vectors_of)."""
+    return str(encoder.vectors)
 
 
 def check_compatible(config: IndexConfig, encoder: Encoder, where: str, *, kind: str = "index",
@@ -164,14 +167,20 @@ def check_compatible(config: IndexConfig, encoder: Encoder, where: str, *, kind:
 
 def check_writer_backend(config: IndexConfig, encoder: Encoder, where: str, *, kind: str = "index",
                          setting: str = "QABOT_HOME") -> None:
-    """Reading with another runtime is fine (a question vector ~0.99 cosine to its fp32 self); writing would
-    leave one index holding vectors of two precisions, so it is refused."""
+    """Reading with another runtime, or another int8 build, is fine (a question vector ~0.99 cosine to its
+    fp32 self); writing would leave one index holding vectors of two kinds, so it is refused."""
     mine = encoder_backend(encoder)
-    if mine != config.encoder_backend and mine != "hashing":
+    if mine == config.encoder_backend or mine == "hashing":
+        return
+    if runtime_of(mine) == runtime_of(config.encoder_backend):
         raise IndexMismatch(
-            f"The {kind} at {where} holds {config.encoder_backend} vectors, but QABOT_ENCODER_BACKEND={mine}: "
-            f"run `qabot reindex` to re-embed it with {mine}, unset QABOT_ENCODER_BACKEND to write with "
-            f"{config.encoder_backend}, or use another {setting}.")
+            f"The {kind} at {where} holds vectors of another {runtime_of(mine)} build ({config.encoder_backend}) "
+            f"than this qabot makes ({mine}): run `qabot reindex` to re-embed it from the stored text, or use "
+            f"another {setting}.")
+    raise IndexMismatch(
+        f"The {kind} at {where} holds {config.encoder_backend} vectors, but QABOT_ENCODER_BACKEND="
+        f"{runtime_of(mine)}: run `qabot reindex` to re-embed it with {runtime_of(mine)}, unset "
+        f"QABOT_ENCODER_BACKEND to write with {runtime_of(config.encoder_backend)}, or use another {setting}.")
 
 
 def now_iso() -> str:

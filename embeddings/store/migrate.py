@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from embeddings.encoders.base import runtime_of
 from embeddings.errors import InputError, QabotError
 from embeddings.store.records import NewDocument, PassageVectors
 from embeddings.store.urls import is_pg_url, redact_url
@@ -31,8 +32,10 @@ class StoredModel:
     """Names the model an index was built with, without loading it: a copy never encodes anything.
     (A plain class, not a frozen dataclass: the Encoder protocol declares settable attributes.)"""
 
-    def __init__(self, name: str, dimension: int, max_tokens: int, backend: str = "torch") -> None:
-        self.backend = backend  # the source's, so the copy records (and accepts) the same runtime
+    def __init__(self, name: str, dimension: int, max_tokens: int, vectors: str = "torch") -> None:
+        # The source's vectors, as it records them (build included), so the copy records and accepts the same.
+        self.vectors = vectors
+        self.backend = runtime_of(vectors)
         self.name = name
         self.dimension = dimension
         self.max_tokens = max_tokens

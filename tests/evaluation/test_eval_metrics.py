@@ -452,3 +452,35 @@ def test_abstention_sets_multi_gold_and_errors(tmp_path: Path) -> None:
     _write(seed_dir / "questions.jsonl", [{"id": "s", "question": "q?", "answerable": False}])
     with pytest.raises(ValueError, match="seed format"):
         abstention_sets(load_dataset(seed_dir))
+
+
+def test_eval_caches_keep_each_int8_builds_vectors_apart(tmp_path: Path, monkeypatch) -> None:
+    """A cached evaluation index is keyed by the vectors' name: after an int8 recipe change it is built
+    afresh rather than scored with the earlier build's vectors (torch's and build 1's keys stay as they were)."""
+    from embeddings.encoders import base as encoder_base
+    from embeddings.encoders.hashing import HashingEncoder
+    from embeddings.evaluation.runner import build_index, build_seed_index
+
+    class Int8Stand(HashingEncoder):
+        def __init__(self) -> None:
+            super().__init__(32)
+            self.backend = "onnx-int8"
+
+    _tiny(tmp_path / "squad_tiny", 2, gz=False)
+    ds = load_dataset(tmp_path / "squad_tiny", "tune")
+    seeds = ROOT / "seeds"
+    cache = tmp_path / "cache"
+
+    def homes() -> list[Path]:
+        out = []
+        for index in (build_index(ds, Int8Stand(), cache, progress=False), build_seed_index([seeds], Int8Stand(), cache)):
+            out.append(index.home)
+            index.close()
+        return out
+
+    build_1 = homes()
+    monkeypatch.setattr(encoder_base, "INT8_BUILD_VERSION", "2")
+    build_2 = homes()
+    assert all(a != b for a, b in zip(build_1, build_2, strict=True))
+    monkeypatch.setattr(encoder_base, "INT8_BUILD_VERSION", "1")
+    assert homes() == build_1

@@ -270,3 +270,59 @@ def test_a_torch_index_reindexed_onto_onnx_int8_gives_the_readme_answer(tmp_path
         assert unset.encoder.backend == "onnx-int8"
     finally:
         unset.close()
+
+
+# ---- a change of the int8 build recipe ---------------------------------------------------------------------
+
+
+def test_an_index_of_an_earlier_int8_build_answers_refuses_writes_and_reindexes_onto_the_new_build(
+        settings, tmp_path, monkeypatch):
+    """Build 1 vectors were recorded as the bare backend name. After a recipe change (INT8_BUILD_VERSION 2),
+    the same runtime makes other vectors: the old index still answers, a write is refused in one line naming
+    `qabot reindex`, and the reindex records the new build, after which writes go through."""
+    from embeddings.encoders import base as encoder_base
+
+    old_build = Runtime("onnx-int8", shift=5)
+    svc = QAService(settings, encoder=old_build)
+    svc.ingest([str(SEEDS)], progress=False)
+    assert svc.index.config.encoder_backend == "onnx-int8"  # build 1: the name every existing index records
+    svc.close()
+
+    monkeypatch.setattr(encoder_base, "INT8_BUILD_VERSION", "2")
+    new_build = Runtime("onnx-int8", shift=9)
+    assert new_build.vectors == "onnx-int8@2"
+    assert settings.backend_for("onnx-int8@2") == "onnx-int8"  # the runtime that makes them
+    svc = QAService(settings, encoder=new_build)
+    try:
+        assert svc.ask(QUESTION).passages  # reading an earlier build's vectors is allowed (the stand-ins'
+        # vectors are unrelated, so whether it is found says nothing here)
+        with pytest.raises(IndexMismatch) as exc:
+            svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+        message = str(exc.value)
+        assert "\n" not in message and "qabot reindex" in message and "onnx-int8@2" in message
+        assert "QABOT_ENCODER_BACKEND" not in message  # no setting brings back the old recipe
+        report = svc.reindex(progress=False)
+        assert (report.backend_before, report.backend) == ("onnx-int8", "onnx-int8@2")
+        assert svc.index.config.encoder_backend == "onnx-int8@2"
+        svc.ingest([str(write(tmp_path / "ferry.txt", ARTICLE))], progress=False)
+    finally:
+        svc.close()
+    again = QAService(settings, encoder=new_build)  # what was recorded survives a restart
+    try:
+        assert again.index.config.encoder_backend == "onnx-int8@2"
+        with again.index.writer():
+            pass
+    finally:
+        again.close()
+
+
+def test_a_copy_records_the_sources_vectors_by_name_whatever_build_this_qabot_makes(monkeypatch):
+    from embeddings.encoders import base as encoder_base
+    from embeddings.store.base import encoder_backend
+    from embeddings.store.migrate import StoredModel
+
+    monkeypatch.setattr(encoder_base, "INT8_BUILD_VERSION", "2")
+    assert encoder_backend(StoredModel(DEFAULT_MODEL, 384, 256, "onnx-int8")) == "onnx-int8"  # still build 1
+    copied = StoredModel(DEFAULT_MODEL, 384, 256, "onnx-int8@2")
+    assert (encoder_backend(copied), copied.backend) == ("onnx-int8@2", "onnx-int8")
+    assert encoder_backend(StoredModel(DEFAULT_MODEL, 384, 256, "torch")) == "torch"

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from embeddings.config import IndexConfig
-from embeddings.encoders.base import Encoder
+from embeddings.encoders.base import Encoder, runtime_of
 from embeddings.errors import IndexBusy, IndexCorrupt, IndexMismatch, QabotError
 from embeddings.models import BASE_SCOPE
 from embeddings.store.base import (
@@ -540,7 +540,7 @@ def _check_recorded_backend(conn: Any, backend: str) -> None:
     if recorded != backend:
         raise IndexMismatch(
             f"The store holds {recorded} vectors (another process re-embedded it), but this process runs "
-            f"{backend}: restart it (with QABOT_ENCODER_BACKEND unset or ={recorded}).")
+            f"{backend}: restart it (with QABOT_ENCODER_BACKEND unset or ={runtime_of(recorded)}).")
 
 
 class PgWriter:
