@@ -340,10 +340,16 @@ def render_answer(answer: Answer) -> dict[str, Any]:
     return _fit_total(_titled(title, embed))
 
 
+# What the bot says where it has no article at all to read (a new server, an index emptied by /forget).
+NO_ARTICLES = "I have no articles here yet: a member with **Manage Server** can add some with `/ingest`."
+
+
 def not_found(answer: Answer) -> dict[str, Any]:
     """NOT_FOUND, and when the core named the closest articles (Answer.suggestions) a field listing them
-    and the hint to name the person or place in the footer: a way on instead of a dead end."""
-    embed: dict[str, Any] = {"description": NOT_FOUND, "color": COLOURS["none"]}
+    and the hint to name the person or place in the footer: a way on instead of a dead end. No passage at
+    all came back only when no article can be read here: then say how to add one, not "rephrase"."""
+    description = NOT_FOUND if answer.passages else f"{NOT_FOUND} {NO_ARTICLES}"
+    embed: dict[str, Any] = {"description": description, "color": COLOURS["none"]}
     titles = [f"• {_plain(t, 200)}" for t in answer.suggestions[:5]]
     if titles:
         embed["fields"] = [{"name": "Closest articles", "value": "\n".join(titles), "inline": False}]

@@ -20,7 +20,7 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot.failures import report
-from bot.render import escape_markdown, to_embed, trim
+from bot.render import NO_ARTICLES, escape_markdown, to_embed, trim
 from bot.respond import reply, within_window
 from embeddings.models import BASE_SCOPE, guild_scope
 from embeddings.service import DocumentRow, QAService
@@ -80,8 +80,7 @@ def empty_question_text(k: Known) -> str:
     """The reply to a mention with no question: an example from this server's articles."""
     examples = example_questions(k, 1)
     if not examples:
-        return ("I have no articles here yet: a member with **Manage Server** can add some with `/ingest`. "
-                "`@qabot help` shows how I work.")
+        return f"{NO_ARTICLES} `@qabot help` shows how I work."
     return f"Ask me a question about the articles, e.g. @qabot {examples[0]} (`@qabot help` shows how I work.)"
 
 

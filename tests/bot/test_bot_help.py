@@ -135,6 +135,22 @@ async def test_not_found_names_the_closest_articles(fake: FakeDiscord, proc: Pro
     assert "naming the person, place or event" in embed["footer"]["text"]
 
 
+async def test_a_server_with_no_article_is_told_how_to_add_one(fake: FakeDiscord, tmp_path: Path) -> None:
+    empty = Process(tmp_path / "empty")
+    try:
+        async with fake.running(empty.bot(answer_in_thread=False)):
+            inter = await fake.slash_command("ask", {"question": "why did Egypt cut ties with Iran?"},
+                                             channel_id=CHANNEL)
+            req = await fake.wait_for_request("POST", f"/webhooks/{fake.application_id}/{inter['token']}")
+    finally:
+        empty.close()
+    (embed,) = req.json["embeds"]
+    assert embed["description"].startswith("I couldn't find that in the articles I have.")
+    assert "no articles here yet" in embed["description"] and "`/ingest`" in embed["description"]
+    assert "fields" not in embed
+    assert empty.questions() == ["why did Egypt cut ties with Iran?"]
+
+
 # ---- /articles -----------------------------------------------------------------------------------------
 
 

@@ -234,6 +234,16 @@ def test_not_found() -> None:
     assert_within_limits(embed)
 
 
+def test_not_found_with_no_article_to_read_says_how_to_add_one() -> None:
+    import dataclasses
+
+    answer = dataclasses.replace(answer_for(PASSAGE, 0, 10, found=False, confidence=0.0), passages=())
+    embed = render_answer(answer)
+    assert embed["description"].startswith(NOT_FOUND) and "/ingest" in embed["description"]
+    assert "fields" not in embed and "footer" not in embed  # no "rephrase" hint: nothing could be found
+    assert_within_limits(embed)
+
+
 def test_not_found_names_the_closest_articles_and_how_to_ask() -> None:
     import dataclasses
 
