@@ -185,7 +185,11 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         settings = replace(settings, home=Path(args.home))
     settings = replace(settings, encoder_backend=args.backend or settings.encoder_backend or DEFAULT_BACKEND)
     with QAService(settings, create=False) as svc:
-        report = svc.reindex(progress=None if not args.quiet else False)
+        report = svc.reindex(progress=None if not args.quiet else False, force=args.force)
+    if report.unchanged:
+        print(f"the index already holds {report.backend} vectors ({report.passages} passages): nothing to "
+              "re-embed (--force re-embeds them anyway)")
+        return 0
     resumed = f", {report.resumed} already staged by an interrupted run" if report.resumed else ""
     rate = report.embedded / report.seconds if report.seconds else 0.0
     print(f"re-embedded {report.passages} passages with {report.backend} (was {report.backend_before}): "
@@ -414,6 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=BACKENDS, help="the backend to re-embed with (default: "
                    f"QABOT_ENCODER_BACKEND, else {DEFAULT_BACKEND})")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true",
+                   help="re-embed even when the index already holds this backend's vectors")
     p.set_defaults(func=cmd_reindex)
 
     p = sub.add_parser("stats", help="index size, model and integrity")

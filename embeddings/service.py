@@ -89,11 +89,12 @@ class QAService:
         """http(s) URLs only; a path is refused, never read (what the Discord bot may ingest)."""
         return self.ingestor.ingest_urls(urls, scope=scope)
 
-    def reindex(self, *, progress: bool | None = None) -> ReindexReport:
-        """Re-embed every stored passage with this service's encoder; the index then records its backend."""
+    def reindex(self, *, progress: bool | None = None, force: bool = False) -> ReindexReport:
+        """Re-embed every stored passage with this service's encoder; the index then records its backend.
+        Already this encoder's vectors: nothing to do, unless `force`."""
         from embeddings.ingest.reindex import reindex
 
-        return reindex(self.index, progress=progress)
+        return reindex(self.index, progress=progress, force=force)
 
     def remove(self, doc: str, *, scope: str | None = BASE_SCOPE) -> list[str]:
         return self.ingestor.remove(doc, scope=scope)

@@ -30,6 +30,9 @@ class ReindexReport:
     embedded: int     # embedded by this run
     resumed: int      # already staged by an interrupted run with the same model and backend
     seconds: float
+    # The index already held this encoder's vectors and force was not set: nothing was embedded or written
+    # (re-embedding with the same runtime and build gives the same vectors again, at minutes per 10k passages).
+    unchanged: bool = False
 
 
 def embed_hash(model: str, text: str) -> str:
@@ -62,16 +65,19 @@ def iter_jobs(index: Any, wanted: set[str]) -> Iterator[EmbedJob]:
             yield EmbedJob(h, text, tuple(p.text[s:e] for s, e in p.sentences))
 
 
-def reindex(index: IndexBackend, *, progress: bool | None = None) -> ReindexReport:
-    """Re-embed `index` with `index.encoder` (see the module doc). Holds the embedded store's writer lock."""
+def reindex(index: IndexBackend, *, progress: bool | None = None, force: bool = False) -> ReindexReport:
+    """Re-embed `index` with `index.encoder` (see the module doc). Holds the embedded store's writer lock.
+    An index that already records this encoder's vectors is left as it is unless `force`."""
     from tqdm import tqdm
 
     started = time.perf_counter()
     encoder = index.encoder
-    before = index.config.encoder_backend
     embedded = 0
     with index.reindexer() as session:
+        before = index.config.encoder_backend  # as of now, under the lock (another process may have reindexed)
         hashes = session.hashes()
+        if before == encoder_backend(encoder) and not force and not session.staged:
+            return ReindexReport(before, before, len(hashes), 0, 0, time.perf_counter() - started, unchanged=True)
         resumed = len(hashes & session.staged)
         todo = hashes - session.staged
         bar = tqdm(total=len(todo), unit="passage", desc=f"Re-embedding ({encoder_backend(encoder)})",

@@ -77,6 +77,9 @@ def test_reindex_re_embeds_every_passage_and_sentence_and_records_the_backend(se
         report = svc.reindex(progress=False)
         assert (report.backend_before, report.backend) == ("torch", "onnx-int8")
         assert report.passages == len(ids) and report.embedded == len(ids) and report.resumed == 0
+        assert not report.unchanged
+        again = svc.reindex(progress=False)
+        assert again.unchanged and again.embedded == 0 and again.passages == len(ids)
         np.testing.assert_allclose(svc.index.store.vectors_for(ids, DIM), want, atol=1e-6)
         got_sents = svc.index.store.sentence_vectors_for(ids, DIM)
         for i in ids:
@@ -234,10 +237,17 @@ def test_cli_reindex_prints_one_line_and_the_index_records_the_backend(tmp_path,
     monkeypatch.delenv("QABOT_ENCODER_BACKEND", raising=False)
     assert cli.main(["ingest", "-q", str(SEEDS)]) == 0
     capsys.readouterr()
-    assert cli.main(["reindex", "-q"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
     n = EmbeddedIndex(home, HashingEncoder(DIM)).store.counts()["passages"]
+    before = EmbeddedIndex(home, HashingEncoder(DIM)).store.generation()
+    assert cli.main(["reindex", "-q"]) == 0  # already this encoder's vectors: nothing is embedded or written
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"the index already holds hashing vectors ({n} passages): nothing to re-embed "
+                   "(--force re-embeds them anyway)"], out
+    assert EmbeddedIndex(home, HashingEncoder(DIM)).store.generation() == before  # no swap committed
+    assert cli.main(["reindex", "-q", "--force"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith(f"re-embedded {n} passages with hashing"), out
+    assert EmbeddedIndex(home, HashingEncoder(DIM)).store.generation() > before  # the forced swap
     assert EmbeddedIndex(home, HashingEncoder(DIM)).integrity().ok
     assert cli.main(["stats", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["encoder_backend"] == "hashing"
