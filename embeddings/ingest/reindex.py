@@ -74,7 +74,7 @@ def reindex(index: IndexBackend, *, progress: bool | None = None, force: bool = 
     encoder = index.encoder
     embedded = 0
     with index.reindexer() as session:
-        before = index.config.encoder_backend  # as of now, under the lock (another process may have reindexed)
+        before = index.config.encoder_backend  # as the store records it now (the session refreshed it)
         hashes = session.hashes()
         if before == encoder_backend(encoder) and not force and not session.staged:
             return ReindexReport(before, before, len(hashes), 0, 0, time.perf_counter() - started, unchanged=True)

@@ -189,6 +189,27 @@ def test_a_writer_opened_before_a_reindex_cannot_add_old_vectors(settings, tmp_p
         bot.close()
 
 
+def test_a_reindex_reads_the_backend_as_recorded_now_not_as_when_it_opened(settings, tmp_path):
+    """A process opened on torch vectors; another reindexed onto onnx-int8 since. Its own reindex onto torch
+    must re-embed (not take the index for torch's already) and leave torch recorded."""
+    build(settings, tmp_path)
+    late = QAService(settings, encoder=TORCH)
+    other = QAService(settings, encoder=INT8)
+    other.reindex(progress=False)
+    other.close()
+    try:
+        report = late.reindex(progress=False)
+        assert not report.unchanged and (report.backend_before, report.backend) == ("onnx-int8", "torch")
+        assert report.embedded == report.passages
+    finally:
+        late.close()
+    again = QAService(settings, encoder=TORCH)
+    try:
+        assert again.index.config.encoder_backend == "torch"
+    finally:
+        again.close()
+
+
 # ---- which backend a process runs ------------------------------------------------------------------------
 
 

@@ -397,9 +397,11 @@ class EmbeddedIndex:
     def reindexer(self) -> Iterator[EmbeddedReindex]:
         """`qabot reindex`: hold the writer lock (no ingest meanwhile) and stage new vectors beside the
         served ones; EmbeddedReindex.finish swaps them in. Other backends than the recorded one may write
-        here: that is the point."""
+        here: that is the point. The config then names the vectors as SQLite records them now (another
+        process may have reindexed since this one opened)."""
         self._acquire_writer_lock()
         try:
+            self._adopt_recorded_backend()
             yield EmbeddedReindex(self)
         finally:
             self._lock.release()

@@ -464,6 +464,11 @@ class PgReindex:
         self.backend = encoder_backend(index.encoder)
         self.target = f"{index.config.model} {self.backend}"  # (PostgreSQL text holds no NUL)
         with index._pool.connection() as conn, conn.transaction():
+            # The vectors as the store records them now (another process may have reindexed since this one
+            # opened): what the driver compares with this encoder's.
+            row = conn.execute("SELECT value FROM qabot_meta WHERE key = 'config'").fetchone()
+            if row:
+                index.config = replace(index.config, encoder_backend=IndexConfig.from_json(row[0]).encoder_backend)
             conn.execute("CREATE TABLE IF NOT EXISTS qabot_reindex (hash TEXT PRIMARY KEY, target TEXT NOT NULL,"
                          " vector vector NOT NULL, sentences BYTEA NOT NULL)")
             conn.execute("DELETE FROM qabot_reindex WHERE target <> %s", (self.target,))
