@@ -7,7 +7,7 @@
   passages per CPU-second, ~1.5x torch.
 
 The int8 model is built from the fp32 weights on first use (export + quantise, a minute or two) and cached
-under the user cache dir, keyed by model path, backend and BUILD_VERSION; later loads read the cache and
+under the user cache dir, keyed by model path, backend and INT8_BUILD_VERSION; later loads read the cache and
 import neither torch nor transformers (cold start of the bot is budgeted at 5 s). Only models made of a
 Transformer, a Pooling and optionally a Normalize module are supported: the pooling is redone here in numpy
 from the model's own Pooling config, so the vectors match the torch backend's (cosine ~0.995)."""
@@ -49,7 +49,6 @@ from embeddings.encoders.base import (
 )
 from embeddings.errors import QabotError
 
-BUILD_VERSION = INT8_BUILD_VERSION  # in encoders/base.py, beside the rule that names the vectors by it
 INSTALL_HINT = "pip install 'torch==2.13.0' 'qabot[int8]'"
 # onnxruntime and onnx are main dependencies (onnx-int8 is the default backend): missing, the install is broken.
 INSTALL_HINTS = {"openvino-int8": INSTALL_HINT,
@@ -136,7 +135,7 @@ def entry_problem(entry: Path, backend: str) -> str | None:
         return "no meta.json"
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         return f"unreadable meta.json ({type(exc).__name__}: {exc})"
-    if meta.build_version != BUILD_VERSION or meta.backend != backend:
+    if meta.build_version != INT8_BUILD_VERSION or meta.backend != backend:
         return f"meta.json describes another build ({meta.backend}, version {meta.build_version})"
     if not isinstance(meta.files, dict):
         return "unreadable meta.json (files)"
@@ -167,11 +166,11 @@ def cache_root(override: Path | None = None) -> Path:
 
 
 def cache_key(name: str, model_path: str, backend: str) -> str:
-    """Model path + backend + BUILD_VERSION, plus the weight files' sizes (changed weights mean a rebuild);
+    """Model path + backend + INT8_BUILD_VERSION, plus the weight files' sizes (changed weights mean a rebuild);
     the readable prefix is the model name's tail."""
     p = Path(model_path)
     files = sorted((f.name, f.stat().st_size) for f in p.iterdir() if f.is_file()) if p.is_dir() else []
-    parts: list[object] = [str(p.resolve()) if p.exists() else model_path, backend, BUILD_VERSION, files]
+    parts: list[object] = [str(p.resolve()) if p.exists() else model_path, backend, INT8_BUILD_VERSION, files]
     if backend == "openvino-int8":  # static ranges come from the calibration text: other text, other model
         parts.append(calibration_sources())
     blob = json.dumps(parts)
@@ -423,7 +422,7 @@ def _build(name: str, path: str, backend: str, out: Path,
         raise QabotError(f"The {backend} build of {name!r} does not match the fp32 model (mean cosine {cosine:.3f}); "
                          "use QABOT_ENCODER_BACKEND=torch.")
     return Int8Meta(
-        build_version=BUILD_VERSION, backend=backend, model=canonical_model_name(name), model_path=path,
+        build_version=INT8_BUILD_VERSION, backend=backend, model=canonical_model_name(name), model_path=path,
         dimension=int(got.shape[1]), max_tokens=max_tokens, pooling=pooling, input_names=input_names,
         pad_id=pad_id, calibration_texts=len(texts) if backend == "openvino-int8" else 0,
         check_cosine=round(cosine, 5), build_seconds=round(time.perf_counter() - t0, 1),

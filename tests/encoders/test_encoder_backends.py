@@ -241,14 +241,14 @@ def test_int8_token_embeddings(torch_encoder, int8_encoders, backend):
 @pytest.mark.model
 @pytest.mark.parametrize("backend", INT8_PARAMS)
 def test_int8_cache_entry(int8_encoders, backend):
-    from embeddings.encoders.base import resolve_model_path
-    from embeddings.encoders.int8 import BUILD_VERSION, Int8Meta, cache_key, cache_root, ensure_built
+    from embeddings.encoders.base import INT8_BUILD_VERSION, resolve_model_path
+    from embeddings.encoders.int8 import Int8Meta, cache_key, cache_root, ensure_built
 
     _int8(int8_encoders, backend)
     entry = ensure_built(DEFAULT_MODEL, backend)  # built by the fixture: found, not rebuilt
     assert entry.name == cache_key(DEFAULT_MODEL, resolve_model_path(DEFAULT_MODEL), backend)
     meta = Int8Meta.read(entry / "meta.json")
-    assert (meta.backend, meta.build_version, meta.pooling) == (backend, BUILD_VERSION, "mean")
+    assert (meta.backend, meta.build_version, meta.pooling) == (backend, INT8_BUILD_VERSION, "mean")
     assert not list(cache_root().glob(".build-*")), "a finished build leaves no temp dir"
 
 

@@ -43,7 +43,7 @@ def fake_build(name, path, backend, out, stages=None):
             time.sleep(300)
         time.sleep(float(os.environ.get("FAKE_BUILD_SECONDS", "0")))
         fh.write(b"x" * 1000)
-    return int8.Int8Meta(build_version=int8.BUILD_VERSION, backend=backend, model=name, model_path=path,
+    return int8.Int8Meta(build_version=int8.INT8_BUILD_VERSION, backend=backend, model=name, model_path=path,
                          dimension=8, max_tokens=16, pooling="mean", input_names=("input_ids",), pad_id=0,
                          calibration_texts=0, check_cosine=1.0, build_seconds=0.0)
 
